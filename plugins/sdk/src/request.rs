@@ -1,0 +1,104 @@
+use crate::Error;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+/// The AdmissionRequest a plugin judges. The objects stay raw JSON until a
+/// plugin asks for them, typed as it likes: parsing only the fields a policy
+/// reads is what keeps a plugin call cheap.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    pub resource: GroupVersionResource,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionResource {
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl<'a> Request<'a> {
+    /// Parse an AdmissionRequest (the `request` of an AdmissionReview).
+    pub fn parse(json: &'a str) -> Result<Self, Error> {
+        serde_json::from_str(json).map_err(|err| Error::msg(format!("invalid AdmissionRequest: {err}")))
+    }
+
+    /// The object being admitted, as `T`. Unknown fields are skipped, so a
+    /// small struct with only the fields the policy reads is the fast path.
+    pub fn object<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let raw = self.object.filter(|raw| raw.get() != "null").ok_or_else(|| {
+            Error::msg(format!("{:?} request has no object", self.operation))
+        })?;
+        serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("object: {err}")))
+    }
+
+    /// The stored object, for UPDATE and DELETE.
+    pub fn old_object<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let raw = self.old_object.filter(|raw| raw.get() != "null").ok_or_else(|| {
+            Error::msg(format!("{:?} request has no oldObject", self.operation))
+        })?;
+        serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("oldObject: {err}")))
+    }
+
+    /// Whether the request carries an object (it does not for DELETE).
+    pub fn has_object(&self) -> bool {
+        self.object.is_some_and(|raw| raw.get() != "null")
+    }
+
+    /// The object as a typed Pod.
+    #[cfg(feature = "k8s")]
+    pub fn pod(&self) -> Result<k8s_openapi::api::core::v1::Pod, Error> {
+        self.object()
+    }
+
+    /// The object as a typed PersistentVolumeClaim.
+    #[cfg(feature = "k8s")]
+    pub fn pvc(&self) -> Result<k8s_openapi::api::core::v1::PersistentVolumeClaim, Error> {
+        self.object()
+    }
+}

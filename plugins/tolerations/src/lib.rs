@@ -1,0 +1,182 @@
+//! # tolerations
+//!
+//! Appends the configured tolerations to a Pod's `spec.tolerations`.
+//! Tolerations already there (such as the two `not-ready`/`unreachable` ones
+//! the apiserver adds) are kept, and one that is already present is never
+//! added again, so a second run changes nothing.
+
+use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TolerationsSettings {
+    pub tolerations: Vec<Toleration>,
+}
+
+/// A toleration, as in a Pod spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Toleration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+}
+
+impl Toleration {
+    /// Whether `existing` (from the Pod) tolerates the same taints as this
+    /// one; a different `tolerationSeconds` does not make a second one.
+    fn is_present_as(&self, existing: &Value) -> bool {
+        let field = |name: &str| existing.get(name).and_then(Value::as_str).unwrap_or_default();
+        let operator = |op: &str| if op.is_empty() { "Equal".to_owned() } else { op.to_owned() };
+        field("key") == self.key.as_deref().unwrap_or_default()
+            && operator(field("operator")) == operator(self.operator.as_deref().unwrap_or_default())
+            && field("value") == self.value.as_deref().unwrap_or_default()
+            && field("effect") == self.effect.as_deref().unwrap_or_default()
+    }
+}
+
+impl Settings for TolerationsSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.tolerations.is_empty() {
+            return Err(SettingsError::new("tolerations", "must list at least one toleration"));
+        }
+        for (i, t) in self.tolerations.iter().enumerate() {
+            let field = |name: &str| format!("tolerations[{i}].{name}");
+            match t.operator.as_deref() {
+                None | Some("Equal") => {
+                    if t.key.as_deref().unwrap_or("").is_empty() {
+                        return Err(SettingsError::new(field("key"), "is required with operator Equal"));
+                    }
+                }
+                Some("Exists") => {
+                    if t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                        return Err(SettingsError::new(field("value"), "must be empty with operator Exists"));
+                    }
+                }
+                Some(other) => {
+                    return Err(SettingsError::new(field("operator"), format!("must be Equal or Exists, not {other:?}")));
+                }
+            }
+            match t.effect.as_deref() {
+                None | Some("") | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
+                Some(other) => {
+                    return Err(SettingsError::new(
+                        field("effect"),
+                        format!("must be NoSchedule, PreferNoSchedule or NoExecute, not {other:?}"),
+                    ));
+                }
+            }
+            if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
+                return Err(SettingsError::new(field("tolerationSeconds"), "applies only to effect NoExecute"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Pod {
+    #[serde(default)]
+    spec: PodSpec,
+}
+
+#[derive(Default, Deserialize)]
+struct PodSpec {
+    #[serde(default)]
+    tolerations: Option<Vec<Value>>,
+}
+
+pub fn evaluate(request: &Request, settings: &TolerationsSettings) -> Result<Verdict, Error> {
+    if request.kind.kind != "Pod" {
+        return Err(Error::msg(format!("tolerations applies to Pods, not {}", request.kind.kind)));
+    }
+    let pod: Pod = request.object()?;
+    let existing = pod.spec.tolerations.unwrap_or_default();
+    let mut missing: Vec<&Toleration> = Vec::new();
+    for wanted in &settings.tolerations {
+        let present = existing.iter().any(|t| wanted.is_present_as(t)) || missing.contains(&wanted);
+        if !present {
+            missing.push(wanted);
+        }
+    }
+    let mut patch = Patch::new();
+    if existing.is_empty() && !missing.is_empty() {
+        patch = patch.add("/spec/tolerations", serde_json::to_value(&missing)?);
+    } else {
+        for toleration in missing {
+            patch = patch.add("/spec/tolerations/-", serde_json::to_value(toleration)?);
+        }
+    }
+    Ok(Verdict::mutate(patch))
+}
+
+berth_sdk::export_plugin!(TolerationsSettings, evaluate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_sdk::testing::Harness;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    const BOOKIE: &str = "../../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
+
+    fn harness() -> Harness<TolerationsSettings> {
+        Harness::new(evaluate).settings(json!({
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "pulsar", "effect": "NoSchedule"}]
+        }))
+    }
+
+    #[test]
+    fn appends_next_to_the_apiserver_tolerations() {
+        let outcome = harness().run_file(BOOKIE);
+        let pod: Pod = outcome.object();
+        let tolerations = pod.spec.unwrap().tolerations.unwrap();
+        let keys: Vec<_> = tolerations.iter().map(|t| t.key.clone().unwrap()).collect();
+        assert_eq!(keys, ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "dedicated"]);
+        assert_eq!(tolerations[2].value.as_deref(), Some("pulsar"));
+        assert_eq!(tolerations[2].effect.as_deref(), Some("NoSchedule"));
+    }
+
+    #[test]
+    fn second_run_changes_nothing() {
+        let h = harness();
+        let first = h.run_file(BOOKIE);
+        assert!(first.verdict().patch().is_some());
+        let second = h.run_request(first.reinvocation());
+        assert_eq!(second.verdict(), &Verdict::allow());
+    }
+
+    #[test]
+    fn creates_the_list_when_the_pod_has_none() {
+        let request = json!({
+            "uid": "u", "operation": "CREATE",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}}
+        });
+        let pod: serde_json::Value = harness().run_request(request).object_value();
+        assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let h = Harness::<TolerationsSettings>::new(evaluate)
+            .settings(json!({"tolerations": [{"key": "k", "effect": "Sometimes"}]}));
+        let err = h.validate_settings().unwrap_err();
+        assert!(err.contains("tolerations[0].effect"), "{err}");
+        let h = Harness::<TolerationsSettings>::new(evaluate).settings(json!({"tolerations": [{"keys": "k"}]}));
+        let err = h.validate_settings().unwrap_err();
+        assert!(err.contains("tolerations[0]") && err.contains("keys"), "{err}");
+    }
+}

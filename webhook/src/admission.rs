@@ -1,0 +1,249 @@
+//! The hot path: a parsed review → the matched policies → plugin calls →
+//! one JSON Patch → the response. Used by `berth serve` and `berth eval`
+//! alike, so what authors try offline is what the server does.
+
+use crate::config::{FailurePolicy, Mode};
+use crate::patch::{PatchError, WorkingCopy};
+use crate::policy::{Policy, PolicySet};
+use crate::review::{AdmissionResponse, Review};
+use crate::runtime::{PluginDecision, PluginError};
+use base64::Engine as _;
+use json_patch::PatchOperation;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The apiserver may cut warnings longer than this.
+pub const MAX_WARNING: usize = 120;
+/// The apiserver drops warnings past this many bytes in total.
+const MAX_WARNINGS_TOTAL: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+
+    fn mode(self) -> Mode {
+        match self {
+            Self::Mutate => Mode::Mutate,
+            Self::Validate => Mode::Validate,
+        }
+    }
+}
+
+/// What one policy did with one request: for metrics, logs and the audit log.
+#[derive(Debug)]
+pub struct PolicyOutcome {
+    pub policy: Arc<str>,
+    pub plugin: String,
+    pub sha256: String,
+    pub elapsed: Duration,
+    pub result: PolicyResult,
+}
+
+#[derive(Debug)]
+pub enum PolicyResult {
+    Allowed,
+    /// The ops this policy added to the response's patch.
+    Mutated(Vec<PatchOperation>),
+    Denied { code: u16, message: String },
+    Failed { error: PluginError, failure_policy: FailurePolicy },
+}
+
+/// The answer to one review, and how each policy got there.
+#[derive(Debug)]
+pub struct Admitted {
+    pub response: AdmissionResponse,
+    pub outcomes: Vec<PolicyOutcome>,
+}
+
+/// Run the policies of `endpoint` on `review`.
+pub fn admit(policies: &PolicySet, endpoint: Endpoint, review: Review<'_>) -> Admitted {
+    let matched = policies.matching(endpoint.mode(), &review.request);
+    match endpoint {
+        Endpoint::Mutate => mutate(&matched, review),
+        Endpoint::Validate => validate(&matched, review),
+    }
+}
+
+fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
+    let Review { mut request, raw_request } = review;
+    let mut response = AdmissionResponse::from(&request);
+    let mut outcomes = Vec::with_capacity(matched.len());
+    let mut working = WorkingCopy::new();
+    let original = request.object.take().unwrap_or(Value::Null);
+    // The request as the next plugin sees it, re-serialized only after a
+    // change; until then plugins get the apiserver's own text.
+    let mut changed_request: Option<String> = None;
+    let mut mutated_by = Vec::new();
+
+    for policy in matched {
+        let input = changed_request.as_deref().unwrap_or(raw_request);
+        let started = Instant::now();
+        let result = policy.plugin.evaluate(&policy.name, input, &policy.settings, policy.limits);
+        let elapsed = started.elapsed();
+        let result = match result {
+            Ok(verdict) => {
+                add_warnings(&mut response, &policy.name, verdict.warnings);
+                match verdict.decision {
+                    PluginDecision::Allow => PolicyResult::Allowed,
+                    PluginDecision::Deny { message, code } => PolicyResult::Denied { code, message },
+                    PluginDecision::Mutate(_) if original.is_null() => {
+                        failed(PluginError::BadOutput("a patch for a request without an object".into()), policy)
+                    }
+                    PluginDecision::Mutate(patch) => match working.apply(&original, &patch) {
+                        Ok(ops) if ops.is_empty() => PolicyResult::Allowed,
+                        Ok(ops) => {
+                            let ops = ops.to_vec();
+                            changed_request = Some(reserialize(&mut request, &mut working));
+                            mutated_by.push(policy.name.to_string());
+                            PolicyResult::Mutated(ops)
+                        }
+                        Err(err) => failed(bad_output(err), policy),
+                    },
+                }
+            }
+            Err(error) => failed(error, policy),
+        };
+        let stop = settle(&mut response, policy, &result);
+        outcomes.push(outcome(policy, elapsed, result));
+        if stop {
+            return Admitted { response, outcomes };
+        }
+    }
+
+    if let Some(ops) = working.finish(&original) {
+        match serde_json::to_vec(&ops) {
+            Ok(json) => {
+                response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+                response.patch_type = Some("JSONPatch".to_owned());
+                response.audit_annotations.insert("mutated-by".to_owned(), mutated_by.join(","));
+            }
+            Err(err) => response.deny(500, format!("berth could not encode the patch: {err}")),
+        }
+    }
+    Admitted { response, outcomes }
+}
+
+fn validate(matched: &[&Policy], review: Review<'_>) -> Admitted {
+    let mut response = AdmissionResponse::from(&review.request);
+    let mut outcomes = Vec::with_capacity(matched.len());
+    let mut denials: Vec<(u16, String)> = Vec::new();
+    for policy in matched {
+        let started = Instant::now();
+        let result = match policy.plugin.evaluate(&policy.name, review.raw_request, &policy.settings, policy.limits) {
+            Ok(verdict) => {
+                add_warnings(&mut response, &policy.name, verdict.warnings);
+                match verdict.decision {
+                    PluginDecision::Allow => PolicyResult::Allowed,
+                    PluginDecision::Deny { message, code } => PolicyResult::Denied { code, message },
+                    PluginDecision::Mutate(_) => {
+                        failed(PluginError::BadOutput("a patch from a validating policy".into()), policy)
+                    }
+                }
+            }
+            Err(error) => failed(error, policy),
+        };
+        match &result {
+            PolicyResult::Denied { code, message } => denials.push((*code, format!("{}: {message}", policy.name))),
+            PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail } => {
+                denials.push((500, failure_message(policy, error)))
+            }
+            other => {
+                settle(&mut response, policy, other);
+            }
+        }
+        outcomes.push(outcome(policy, started.elapsed(), result));
+    }
+    if let Some((code, _)) = denials.first() {
+        // Every reason, so the user fixes everything in one go.
+        let message = denials.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+        response.deny(*code, message);
+        let denied_by = outcomes
+            .iter()
+            .filter(|o| matches!(o.result, PolicyResult::Denied { .. } | PolicyResult::Failed { failure_policy: FailurePolicy::Fail, .. }))
+            .map(|o| o.policy.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        response.audit_annotations.insert("denied-by".to_owned(), denied_by);
+    }
+    Admitted { response, outcomes }
+}
+
+/// Serialize the request around the working copy, for the next plugin.
+fn reserialize(request: &mut crate::review::AdmissionRequest, working: &mut WorkingCopy) -> String {
+    request.object = working.take();
+    // Serializing a Value-backed struct cannot fail.
+    let text = serde_json::to_string(&request).unwrap_or_default();
+    working.put_back(request.object.take());
+    text
+}
+
+fn failed(error: PluginError, policy: &Policy) -> PolicyResult {
+    PolicyResult::Failed { error, failure_policy: policy.failure_policy }
+}
+
+fn bad_output(err: PatchError) -> PluginError {
+    PluginError::BadOutput(err.to_string())
+}
+
+fn failure_message(policy: &Policy, error: &PluginError) -> String {
+    format!("policy {} failed ({}): {error}", policy.name, error.kind())
+}
+
+/// Apply one policy's result to the response (mutate chain). Returns whether
+/// the chain stops here.
+fn settle(response: &mut AdmissionResponse, policy: &Policy, result: &PolicyResult) -> bool {
+    match result {
+        PolicyResult::Allowed | PolicyResult::Mutated(_) => false,
+        PolicyResult::Denied { code, message } => {
+            response.deny(*code, format!("{}: {message}", policy.name));
+            response.audit_annotations.insert("denied-by".to_owned(), policy.name.to_string());
+            true
+        }
+        PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail } => {
+            tracing::error!(policy = &*policy.name, kind = error.kind(), "policy failed: {error}");
+            response.deny(500, failure_message(policy, error));
+            response.audit_annotations.insert("denied-by".to_owned(), policy.name.to_string());
+            true
+        }
+        PolicyResult::Failed { error, failure_policy: FailurePolicy::Ignore } => {
+            tracing::warn!(policy = &*policy.name, kind = error.kind(), "policy failed and was ignored: {error}");
+            add_warnings(response, &policy.name, vec![format!("skipped after {}", error.kind())]);
+            false
+        }
+    }
+}
+
+fn add_warnings(response: &mut AdmissionResponse, policy: &str, warnings: Vec<String>) {
+    for warning in warnings {
+        let mut text = format!("{policy}: {warning}");
+        if text.chars().count() > MAX_WARNING {
+            text = text.chars().take(MAX_WARNING - 1).collect::<String>() + "…";
+        }
+        let total: usize = response.warnings.iter().map(String::len).sum();
+        if total + text.len() > MAX_WARNINGS_TOTAL {
+            return;
+        }
+        response.warnings.push(text);
+    }
+}
+
+fn outcome(policy: &Policy, elapsed: Duration, result: PolicyResult) -> PolicyOutcome {
+    PolicyOutcome {
+        policy: policy.name.clone(),
+        plugin: policy.plugin.source().to_owned(),
+        sha256: policy.plugin.sha256().to_owned(),
+        elapsed,
+        result,
+    }
+}

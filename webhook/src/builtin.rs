@@ -1,0 +1,13 @@
+//! Plugins compiled into the binary by build.rs: `builtin:<name>`.
+
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+pub const PREFIX: &str = "builtin:";
+
+pub fn get(name: &str) -> Option<&'static [u8]> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, wasm)| *wasm)
+}
+
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(name, _)| *name)
+}

@@ -1,0 +1,73 @@
+//! The command line: typed arguments, one module per subcommand.
+
+mod eval;
+
+use crate::runtime::{ArtifactCache, Runtime, RuntimeOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about = "Kubernetes admission webhook with WebAssembly policies")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run policies against AdmissionReview files, offline, exactly as the
+    /// server would.
+    Eval(eval::EvalArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Options every subcommand that loads plugins shares.
+#[derive(Debug, Clone, clap::Args)]
+struct RuntimeArgs {
+    /// Keep compiled plugins here between runs (default: $BERTH_CACHE_DIR,
+    /// else ~/.cache/berth). Must be writable only by berth.
+    #[arg(long, env = "BERTH_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled plugins.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl RuntimeArgs {
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let cache = match (&self.cache_dir, self.no_cache) {
+            (_, true) => ArtifactCache::disabled(),
+            (Some(dir), false) => ArtifactCache::at(dir),
+            (None, false) => ArtifactCache::from_env(),
+        };
+        Ok(Runtime::new(RuntimeOptions { cache, ..RuntimeOptions::default() })?)
+    }
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        init_logging(self.log_format);
+        match self.command {
+            Command::Eval(args) => args.run(),
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,298 @@
+//! `berth.yaml`: the ordered list of policies, and how each is matched,
+//! bounded and configured. Unknown fields are errors, reported with their
+//! line. docs/CONFIG.md documents every field.
+
+use crate::review::Operation;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{origin}: {error}")]
+    Parse {
+        origin: String,
+        #[source]
+        error: serde_yaml::Error,
+    },
+    #[error("{origin}: policy {policy:?}: {message}")]
+    Invalid { origin: String, policy: String, message: String },
+    #[error("policy name {0:?} is used twice")]
+    DuplicateName(String),
+}
+
+/// The policy configuration: every policy, in the order they run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    #[serde(default)]
+    pub policies: Vec<PolicySpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySpec {
+    pub name: String,
+    /// `builtin:<name>` or a path to a `.wasm` component (relative to the
+    /// configuration file).
+    pub plugin: String,
+    /// Refuse to load the plugin unless its sha256 is this (hex).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    pub mode: Mode,
+    #[serde(default, rename = "match")]
+    pub matcher: MatchSpec,
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_memory", deserialize_with = "byte_size")]
+    pub memory_limit: usize,
+    /// Handed to the plugin as JSON; checked by its `validate-settings`.
+    #[serde(default)]
+    pub settings: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Runs on `/mutate`; may patch the object.
+    Mutate,
+    /// Runs on `/validate`, on the object as it arrives (after all mutation).
+    Validate,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum FailurePolicy {
+    /// A failing plugin denies the request.
+    #[default]
+    Fail,
+    /// A failing plugin is skipped, with a warning.
+    Ignore,
+}
+
+/// Which requests a policy sees. Every list is "any of"; the parts are
+/// "all of". Empty lists match everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatchSpec {
+    #[serde(default)]
+    pub operations: Vec<OperationMatch>,
+    /// Plural resource names as in webhook rules: `pods`, `pods/status`,
+    /// `pods/*`, `*`, `*/*`.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Namespaces by name; empty means all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    #[serde(default)]
+    pub namespace_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub object_selector: Option<LabelSelector>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OperationMatch {
+    #[serde(rename = "*")]
+    All,
+    #[serde(rename = "CREATE")]
+    Create,
+    #[serde(rename = "UPDATE")]
+    Update,
+    #[serde(rename = "DELETE")]
+    Delete,
+    #[serde(rename = "CONNECT")]
+    Connect,
+}
+
+impl OperationMatch {
+    pub fn matches(self, op: Operation) -> bool {
+        matches!(
+            (self, op),
+            (Self::All, _)
+                | (Self::Create, Operation::Create)
+                | (Self::Update, Operation::Update)
+                | (Self::Delete, Operation::Delete)
+                | (Self::Connect, Operation::Connect)
+        )
+    }
+}
+
+/// A Kubernetes label selector.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelRequirement {
+    pub key: String,
+    pub operator: SelectorOperator,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_memory() -> usize {
+    64 << 20
+}
+
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text).map_err(|err| serde::de::Error::custom(format!("{text:?} is not a duration ({err}); write 100ms, 2s")))
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(de: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+    match Size::deserialize(de)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => parse_byte_size(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size; write 64Mi, 512Ki or bytes"))),
+    }
+}
+
+pub fn parse_byte_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let scale: usize = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+/// The embedded default: the Pulsar and Kafka policies from deploy/policies.
+pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
+    ("deploy/policies/pulsar.yaml", include_str!("../../deploy/policies/pulsar.yaml")),
+    ("deploy/policies/kafka.yaml", include_str!("../../deploy/policies/kafka.yaml")),
+];
+
+/// A configuration and the directory its relative plugin paths are from.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub config: Config,
+    pub base_dir: PathBuf,
+    pub origin: String,
+}
+
+impl Config {
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_yaml::from_str(text).map_err(|error| ConfigError::Parse { origin: origin.to_owned(), error })?;
+        for policy in &config.policies {
+            let invalid = |message: String| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                policy: policy.name.clone(),
+                message,
+            };
+            if policy.name.is_empty() {
+                return Err(invalid("name must not be empty".into()));
+            }
+            if policy.timeout.is_zero() || policy.timeout > Duration::from_secs(30) {
+                return Err(invalid("timeout must be between 1ms and 30s (the apiserver waits at most 30s)".into()));
+            }
+            if let Some(sha) = &policy.sha256 {
+                if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(invalid("sha256 must be 64 hex digits".into()));
+                }
+            }
+            if let Some(selector) = &policy.matcher.namespace_selector {
+                let keys = selector.match_labels.keys().chain(selector.match_expressions.iter().map(|e| &e.key));
+                if let Some(key) = keys.into_iter().find(|k| *k != crate::matcher::NAMESPACE_NAME_LABEL) {
+                    return Err(invalid(format!(
+                        "match.namespaceSelector uses label {key:?}; berth reads no namespace objects yet, so only {} can be selected here. Select other namespace labels in the webhook configuration's namespaceSelector",
+                        crate::matcher::NAMESPACE_NAME_LABEL
+                    )));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn read(path: &Path) -> Result<Source, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
+        let origin = path.display().to_string();
+        let config = Self::parse(&text, &origin)?;
+        let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(Source { config, base_dir, origin })
+    }
+
+    /// The policies berth runs when given no `--config`.
+    pub fn embedded_default() -> Result<Vec<Source>, ConfigError> {
+        DEFAULT_POLICY_FILES
+            .iter()
+            .map(|(origin, text)| {
+                Ok(Source { config: Self::parse(text, origin)?, base_dir: PathBuf::new(), origin: (*origin).to_owned() })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_line() {
+        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    tmeout: 1s\n";
+        let err = Config::parse(text, "berth.yaml").unwrap_err().to_string();
+        assert!(err.contains("tmeout") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_units() {
+        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: validate\n    memoryLimit: 16Mi\n";
+        let config = Config::parse(text, "berth.yaml").unwrap();
+        let policy = &config.policies[0];
+        assert_eq!(policy.timeout, Duration::from_millis(100));
+        assert_eq!(policy.memory_limit, 16 << 20);
+        assert_eq!(policy.failure_policy, FailurePolicy::Fail);
+        assert_eq!(parse_byte_size("3Gi"), Some(3 << 30));
+        assert_eq!(parse_byte_size("3Qi"), None);
+    }
+
+    #[test]
+    fn the_embedded_default_parses() {
+        let sources = Config::embedded_default().unwrap();
+        assert!(sources.iter().all(|s| !s.config.policies.is_empty()));
+    }
+}

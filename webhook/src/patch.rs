@@ -1,0 +1,155 @@
+//! Composing mutations: each plugin's patch is applied to a working copy, in
+//! order, and the ops are concatenated into the one RFC 6902 patch the
+//! apiserver applies to the object it sent us.
+
+use json_patch::PatchOperation;
+use serde_json::Value;
+
+/// Fields a plugin must never change: they identify the object.
+const PROTECTED: &[&str] = &["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/uid"];
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PatchError {
+    #[error("patch is not an RFC 6902 JSON Patch array: {0}")]
+    NotAPatch(String),
+    #[error("patch does not apply: {0}")]
+    DoesNotApply(String),
+    #[error("patch changes {0}, which identifies the object")]
+    Protected(&'static str),
+    #[error("patch leaves something other than a JSON object")]
+    NotAnObject,
+}
+
+/// The object as the mutating chain has left it so far.
+#[derive(Debug)]
+pub struct WorkingCopy {
+    object: Option<Value>,
+    ops: Vec<PatchOperation>,
+}
+
+impl WorkingCopy {
+    pub fn new() -> Self {
+        Self { object: None, ops: Vec::new() }
+    }
+
+    /// The current object: `None` until the first change.
+    pub fn changed_object(&self) -> Option<&Value> {
+        self.object.as_ref()
+    }
+
+    /// Take the current object out (to serialize a request around it); put
+    /// it back with [`WorkingCopy::put_back`].
+    pub fn take(&mut self) -> Option<Value> {
+        self.object.take()
+    }
+
+    pub fn put_back(&mut self, object: Option<Value>) {
+        self.object = object;
+    }
+
+    /// Apply one plugin's patch and return its ops. On any error the
+    /// working copy is unchanged.
+    pub fn apply(&mut self, original: &Value, patch_json: &str) -> Result<&[PatchOperation], PatchError> {
+        let ops: Vec<PatchOperation> =
+            serde_json::from_str(patch_json).map_err(|err| PatchError::NotAPatch(err.to_string()))?;
+        if ops.is_empty() {
+            return Ok(&[]);
+        }
+        let object = self.object.get_or_insert_with(|| original.clone());
+        // Only a patch that reaches a protected field needs a snapshot to
+        // compare and roll back; the common case pays nothing.
+        let risky = ops.iter().any(touches_protected);
+        let before = risky.then(|| object.clone());
+        json_patch::patch(object, &ops).map_err(|err| PatchError::DoesNotApply(err.to_string()))?;
+        if let Some(before) = before {
+            let changed = PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p));
+            let not_object = !object.is_object();
+            if changed.is_some() || not_object {
+                *object = before;
+                return Err(changed.map_or(PatchError::NotAnObject, |p| PatchError::Protected(p)));
+            }
+        }
+        let start = self.ops.len();
+        self.ops.extend(ops);
+        Ok(&self.ops[start..])
+    }
+
+    /// The combined patch, or `None` if the object ends as it began.
+    pub fn finish(self, original: &Value) -> Option<Vec<PatchOperation>> {
+        match self.object {
+            Some(object) if object != *original => Some(self.ops),
+            _ => None,
+        }
+    }
+}
+
+impl Default for WorkingCopy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn touches_protected(op: &PatchOperation) -> bool {
+    let is_prefix = |path: &str| PROTECTED.iter().any(|p| *p == path || p.starts_with(&format!("{path}/")) || path.is_empty());
+    let from = match op {
+        PatchOperation::Move(m) => Some(m.from.as_str()),
+        _ => None,
+    };
+    is_prefix(op.path().as_str()) || from.is_some_and(is_prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": {"tolerations": []}})
+    }
+
+    #[test]
+    fn composes_in_order_and_reports_one_patch() {
+        let original = pod();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"a"}}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"b"}}]"#).unwrap();
+        let ops = copy.finish(&original).unwrap();
+        let mut replay = original.clone();
+        json_patch::patch(&mut replay, &ops).unwrap();
+        assert_eq!(replay["spec"]["tolerations"], json!([{"key": "a"}, {"key": "b"}]));
+    }
+
+    #[test]
+    fn refuses_identity_changes_and_rolls_back() {
+        let original = pod();
+        let mut copy = WorkingCopy::new();
+        let err = copy.apply(&original, r#"[{"op":"replace","path":"/metadata/name","value":"q"}]"#).unwrap_err();
+        assert_eq!(err, PatchError::Protected("/metadata/name"));
+        let err = copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"q"}}]"#).unwrap_err();
+        assert_eq!(err, PatchError::Protected("/metadata/name"));
+        let err = copy.apply(&original, r#"[{"op":"replace","path":"","value":[1]}]"#).unwrap_err();
+        assert!(matches!(err, PatchError::Protected(_)));
+        // Replacing the metadata while keeping the identity is allowed.
+        copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"p","namespace":"ns","labels":{"x":"y"}}}]"#)
+            .unwrap();
+        assert!(copy.finish(&original).is_some());
+    }
+
+    #[test]
+    fn malformed_and_non_applying_patches() {
+        let original = pod();
+        let mut copy = WorkingCopy::new();
+        assert!(matches!(copy.apply(&original, "not json"), Err(PatchError::NotAPatch(_))));
+        assert!(matches!(copy.apply(&original, r#"{"op":"add"}"#), Err(PatchError::NotAPatch(_))));
+        assert!(matches!(copy.apply(&original, r#"[{"op":"remove","path":"/spec/nothing"}]"#), Err(PatchError::DoesNotApply(_))));
+        assert!(copy.finish(&original).is_none());
+    }
+
+    #[test]
+    fn a_net_no_op_is_no_patch() {
+        let original = pod();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/x","value":1},{"op":"remove","path":"/spec/x"}]"#).unwrap();
+        assert!(copy.finish(&original).is_none());
+    }
+}

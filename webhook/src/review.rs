@@ -1,0 +1,285 @@
+//! AdmissionReview v1: the types kube-apiserver sends and expects back.
+//! Types only; parsing an incoming review is the one fallible step here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// Why a review was refused with HTTP 400: the request is not one the
+/// apiserver would send, so there is no uid to answer to.
+#[derive(Debug, Error)]
+pub enum ReviewError {
+    #[error("body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("apiVersion must be {API_VERSION}, got {0:?}")]
+    WrongApiVersion(String),
+    #[error("kind must be {KIND}, got {0:?}")]
+    WrongKind(String),
+    #[error("the review has no request")]
+    MissingRequest,
+    #[error("the request has no uid")]
+    MissingUid,
+    #[error("the request is malformed: {0}")]
+    InvalidRequest(#[source] serde_json::Error),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, borrow)]
+    request: Option<&'a RawValue>,
+}
+
+/// A parsed review: the typed request, and the request's original JSON text,
+/// which the first plugin is handed as is.
+#[derive(Debug)]
+pub struct Review<'a> {
+    pub request: AdmissionRequest,
+    pub raw_request: &'a str,
+}
+
+impl<'a> Review<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, ReviewError> {
+        let envelope: Envelope<'a> = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+        match envelope.api_version.as_deref() {
+            Some(API_VERSION) => {}
+            other => return Err(ReviewError::WrongApiVersion(other.unwrap_or_default().to_owned())),
+        }
+        match envelope.kind.as_deref() {
+            Some(KIND) => {}
+            other => return Err(ReviewError::WrongKind(other.unwrap_or_default().to_owned())),
+        }
+        let raw = envelope.request.filter(|raw| raw.get() != "null").ok_or(ReviewError::MissingRequest)?;
+        let uid: UidOnly = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
+        if uid.uid.as_deref().is_none_or(str::is_empty) {
+            return Err(ReviewError::MissingUid);
+        }
+        let request = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
+        Ok(Self { request, raw_request: raw.get() })
+    }
+}
+
+#[derive(Deserialize)]
+struct UidOnly {
+    #[serde(default)]
+    uid: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupVersionResource {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+}
+
+/// `request` of an AdmissionReview v1. The object is parsed (policies match
+/// on its labels and mutate a copy); the rest is carried through.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    pub resource: GroupVersionResource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_kind: Option<GroupVersionKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_resource: Option<GroupVersionResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sub_resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Value>,
+}
+
+impl AdmissionRequest {
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
+    }
+
+    /// The object policies are about: `object`, or `oldObject` on DELETE.
+    pub fn subject(&self) -> Option<&Value> {
+        self.object.as_ref().filter(|o| !o.is_null()).or(self.old_object.as_ref().filter(|o| !o.is_null()))
+    }
+
+    /// Labels of the subject object.
+    pub fn labels(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.subject()?.get("metadata")?.get("labels")?.as_object()
+    }
+
+    /// `metadata.name`, or `generateName` for objects not yet named.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
+            return name.to_owned();
+        }
+        let meta = self.subject().and_then(|o| o.get("metadata"));
+        let field = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty());
+        field("name").or_else(|| field("generateName")).unwrap_or_default().to_owned()
+    }
+}
+
+/// metav1.Status, as much of it as a webhook response uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub code: u16,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionResponse {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+impl From<&AdmissionRequest> for AdmissionResponse {
+    /// An allowing response that echoes the request's uid; everything else
+    /// is built on top of this, so the uid can never be missed.
+    fn from(request: &AdmissionRequest) -> Self {
+        Self {
+            uid: request.uid.clone(),
+            allowed: true,
+            status: None,
+            patch: None,
+            patch_type: None,
+            warnings: Vec::new(),
+            audit_annotations: BTreeMap::new(),
+        }
+    }
+}
+
+impl AdmissionResponse {
+    pub fn deny(&mut self, code: u16, message: String) {
+        self.allowed = false;
+        self.patch = None;
+        self.patch_type = None;
+        self.status = Some(Status { code, message });
+    }
+
+    /// Wrap in the AdmissionReview envelope the apiserver expects.
+    pub fn into_review(self) -> ResponseReview {
+        ResponseReview { api_version: API_VERSION, kind: KIND, response: self }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseReview {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub response: AdmissionResponse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: &str) -> String {
+        format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#)
+    }
+
+    const POD: &str = r#"{"uid":"abc","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","object":{"metadata":{"generateName":"job-"}}}"#;
+
+    #[test]
+    fn parses_and_keeps_the_raw_request() {
+        let body = review(POD);
+        let parsed = Review::parse(body.as_bytes()).unwrap();
+        assert_eq!(parsed.request.uid, "abc");
+        assert_eq!(parsed.raw_request, POD);
+        assert_eq!(parsed.request.display_name(), "job-");
+        assert_eq!(AdmissionResponse::from(&parsed.request).uid, "abc");
+    }
+
+    #[test]
+    fn refuses_what_the_apiserver_would_never_send() {
+        assert!(matches!(Review::parse(b"{not json"), Err(ReviewError::NotJson(_))));
+        let wrong_version = review(POD).replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
+        assert!(matches!(Review::parse(wrong_version.as_bytes()), Err(ReviewError::WrongApiVersion(v)) if v == "admission.k8s.io/v1beta1"));
+        let wrong_kind = review(POD).replace("\"AdmissionReview\"", "\"Pod\"");
+        assert!(matches!(Review::parse(wrong_kind.as_bytes()), Err(ReviewError::WrongKind(_))));
+        let no_request = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#;
+        assert!(matches!(Review::parse(no_request.as_bytes()), Err(ReviewError::MissingRequest)));
+        let no_uid = review(&POD.replace(r#""uid":"abc","#, ""));
+        assert!(matches!(Review::parse(no_uid.as_bytes()), Err(ReviewError::MissingUid)));
+        let bad_op = review(&POD.replace("CREATE", "SMASH"));
+        assert!(matches!(Review::parse(bad_op.as_bytes()), Err(ReviewError::InvalidRequest(_))));
+    }
+}

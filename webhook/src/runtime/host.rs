@@ -1,0 +1,136 @@
+//! What a plugin's store holds: a WASI context that grants nothing, the
+//! memory limiter, and the `log` import.
+
+use super::berth::policy::host::{Host, Level};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Longest panic or error message kept from a guest.
+const MAX_MESSAGE: usize = 1024;
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    policy: Arc<str>,
+    /// The last `error` log line: a panic message if a trap follows.
+    pub(super) last_error: Option<String>,
+}
+
+impl HostState {
+    pub fn new(policy: Arc<str>, memory_limit: usize) -> Self {
+        Self {
+            wasi: sealed_wasi(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: memory_limit, exceeded: None },
+            policy,
+            last_error: None,
+        }
+    }
+}
+
+/// Deny by default: no preopened directories, no environment, no arguments,
+/// no network, empty stdio. Clocks and randomness are fixed so std's
+/// `HashMap` works and two evaluations of one input always agree.
+fn sealed_wasi() -> WasiCtx {
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(FixedClock)
+        .monotonic_clock(FixedClock)
+        .secure_random(wasmtime_wasi::random::Deterministic::new(vec![0x5a; 32]))
+        .insecure_random(wasmtime_wasi::random::Deterministic::new(vec![0xa5; 32]))
+        .insecure_random_seed(0)
+        .build()
+}
+
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The `types` interface has no functions; its host trait is empty.
+impl super::berth::policy::types::Host for HostState {}
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let policy = &*self.policy;
+        match level {
+            Level::Trace => tracing::trace!(policy, "{message}"),
+            Level::Debug => tracing::debug!(policy, "{message}"),
+            Level::Info => tracing::info!(policy, "{message}"),
+            Level::Warn => tracing::warn!(policy, "{message}"),
+            Level::Error => {
+                tracing::error!(policy, "{message}");
+                let mut message = message;
+                truncate(&mut message, MAX_MESSAGE);
+                self.last_error = Some(message);
+            }
+        }
+    }
+}
+
+/// Raised from the limiter, so an out-of-memory trap is found by type.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded: {desired} > {limit}")]
+pub struct MemoryLimitExceeded {
+    pub desired: usize,
+    pub limit: usize,
+}
+
+pub struct MemoryLimiter {
+    limit: usize,
+    pub(super) exceeded: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = Some(desired);
+            // An error here traps the guest at once, rather than letting it
+            // see a failed grow it may not handle.
+            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired, limit: self.limit }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+pub(super) fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+}

@@ -1,0 +1,146 @@
+//! The sandboxed Wasm runtime: one `Engine`, plugins compiled once and kept
+//! pre-instantiated, and every call bounded by time, memory and stack.
+
+mod cache;
+mod error;
+mod host;
+mod plugin;
+
+pub use cache::ArtifactCache;
+pub use error::{LoadError, PluginError, RuntimeError};
+pub use plugin::{CallLimits, Plugin, PluginDecision, PluginVerdict};
+
+use host::HostState;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+wasmtime::component::bindgen!({
+    path: "../plugins/wit",
+    world: "policy",
+});
+
+/// How often the epoch advances; timeouts are rounded up to this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Engine-wide settings. Per-call limits are in [`CallLimits`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// The most memory any one plugin instance may be given; per-policy
+    /// limits must not exceed it (it sizes the pooling allocator's slots).
+    pub max_memory: usize,
+    /// Instances alive at once: the cap on concurrent evaluations.
+    pub max_instances: u32,
+    /// Maximum wasm stack per call.
+    pub max_wasm_stack: usize,
+    /// Where compiled plugins are kept between restarts; `None` disables it.
+    pub cache: ArtifactCache,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            max_memory: 256 << 20,
+            max_instances: 64,
+            max_wasm_stack: 512 << 10,
+            cache: ArtifactCache::from_env(),
+        }
+    }
+}
+
+/// The engine and everything plugins share. Cheap to share behind an `Arc`;
+/// policy sets come and go on reload, the runtime stays.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    max_memory: usize,
+    ticker: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(options.max_instances)
+            .total_core_instances(options.max_instances * 4)
+            .total_memories(options.max_instances)
+            .total_tables(options.max_instances * 4)
+            .max_memory_size(options.max_memory)
+            // Keeping a slot's pages resident avoids the madvise/mprotect
+            // that made two threads slower than one (see ARCHITECTURE.md).
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(options.max_wasm_stack)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(RuntimeError::Engine)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::Link)?;
+        Policy::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(RuntimeError::Link)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("berth-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(RuntimeError::Ticker)?
+        };
+
+        Ok(Self {
+            engine,
+            linker,
+            cache: options.cache,
+            max_memory: options.max_memory,
+            ticker: Some(ticker),
+            stop,
+        })
+    }
+
+    /// Compile (or load from the cache) and pre-instantiate a plugin.
+    pub fn load(&self, source: &str, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        Plugin::load(self, source, wasm)
+    }
+
+    pub fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    pub(crate) fn cache(&self) -> &ArtifactCache {
+        &self.cache
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
