@@ -11,3 +11,7 @@ pub fn get(name: &str) -> Option<&'static [u8]> {
 pub fn names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|(name, _)| *name)
 }
+
+/// Where build.rs left the test-only plugins (plugins/testing/*), for the
+/// test suites. Nothing in berth loads from here.
+pub const TEST_PLUGIN_DIR: &str = env!("BERTH_TEST_PLUGINS");
