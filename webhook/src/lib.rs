@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod builtin;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod matcher;
@@ -10,3 +11,16 @@ pub mod patch;
 pub mod policy;
 pub mod review;
 pub mod runtime;
+pub mod server;
+
+/// An error and its sources on one line, for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

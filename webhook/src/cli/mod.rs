@@ -1,6 +1,7 @@
 //! The command line: typed arguments, one module per subcommand.
 
 mod eval;
+mod serve;
 
 use crate::runtime::{ArtifactCache, Runtime, RuntimeOptions};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -19,6 +20,8 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve /mutate and /validate over HTTPS for kube-apiserver.
+    Serve(serve::ServeArgs),
     /// Run policies against AdmissionReview files, offline, exactly as the
     /// server would.
     Eval(eval::EvalArgs),
@@ -43,13 +46,17 @@ struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
-    fn runtime(&self) -> anyhow::Result<Runtime> {
+    fn options(&self) -> RuntimeOptions {
         let cache = match (&self.cache_dir, self.no_cache) {
             (_, true) => ArtifactCache::disabled(),
             (Some(dir), false) => ArtifactCache::at(dir),
             (None, false) => ArtifactCache::from_env(),
         };
-        Ok(Runtime::new(RuntimeOptions { cache, ..RuntimeOptions::default() })?)
+        RuntimeOptions { cache, ..RuntimeOptions::default() }
+    }
+
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        Ok(Runtime::new(self.options())?)
     }
 }
 
@@ -57,6 +64,7 @@ impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         init_logging(self.log_format);
         match self.command {
+            Command::Serve(args) => args.run(),
             Command::Eval(args) => args.run(),
         }
     }

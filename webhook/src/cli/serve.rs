@@ -1,0 +1,88 @@
+//! `berth serve`.
+
+use super::RuntimeArgs;
+use crate::server::{ServeOptions, TlsSource};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Policy configuration (berth.yaml); repeat to combine. Watched, and
+    /// reloaded on change or SIGHUP. Default: the embedded Pulsar/Kafka policy.
+    #[arg(long, short)]
+    config: Vec<PathBuf>,
+    /// HTTPS listener for /mutate, /validate, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Plain-HTTP listener for /metrics.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    metrics_listen: SocketAddr,
+    /// Serving certificate (PEM), reloaded when it changes on disk.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Without --tls-cert: where to write the generated CA and certificate.
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_dir: Option<PathBuf>,
+    /// Largest request body accepted: 3 MiB (the apiserver's own limit)
+    /// plus room for the AdmissionReview envelope.
+    #[arg(long, default_value = "3584Ki", value_parser = parse_size)]
+    max_body_size: usize,
+    /// Evaluations running at once; default: twice the CPUs.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// How long a request waits for a free worker before a 503.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    queue_timeout: Duration,
+    /// How long SIGTERM waits for requests in flight.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// How often certificate and configuration files are checked.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    watch_interval: Duration,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    crate::config::parse_byte_size(text).ok_or_else(|| format!("{text:?} is not a size; write 3584Ki, 4Mi or bytes"))
+}
+
+impl ServeArgs {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let workers = self.workers.unwrap_or(cpus * 2).max(1);
+        let mut runtime = self.runtime.options();
+        // One pooled instance per running evaluation, with headroom for
+        // settings validation during a reload.
+        runtime.max_instances = runtime.max_instances.max(workers as u32 + 8);
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => TlsSource::Generate { dir: self.tls_dir.unwrap_or_else(|| std::env::temp_dir().join("berth-tls")) },
+        };
+        let options = ServeOptions {
+            config: self.config,
+            listen: self.listen,
+            metrics_listen: self.metrics_listen,
+            tls,
+            max_body: self.max_body_size,
+            workers,
+            queue_timeout: self.queue_timeout,
+            drain_timeout: self.drain_timeout,
+            watch_interval: self.watch_interval,
+            runtime,
+        };
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .max_blocking_threads(workers + 4)
+            .build()
+            .context("starting the async runtime")?;
+        tokio.block_on(crate::server::run(options))?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

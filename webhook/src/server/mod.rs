@@ -1,0 +1,236 @@
+//! `berth serve`: the HTTPS admission server kube-apiserver calls.
+//!
+//! The listener accepts TLS, hyper serves h2 or http/1.1 as ALPN chose, and
+//! axum routes `/mutate` and `/validate` to [`routes`], which hands the
+//! synchronous Wasm work to the blocking pool, bounded by a semaphore.
+
+mod metrics;
+mod reload;
+mod routes;
+mod tls;
+
+pub use metrics::Metrics;
+pub use tls::{ReloadingCert, TlsError};
+
+use crate::config::{Config, ConfigError, Source};
+use crate::policy::{PolicySet, PolicySetError};
+use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
+use arc_swap::ArcSwapOption;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+/// A TLS handshake must finish within this, so idle sockets cannot pile up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Policies(#[from] PolicySetError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
+    #[error("listening on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("installing signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("loading the policies was interrupted")]
+    LoadTask,
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generate a CA and a certificate for localhost/127.0.0.1 here.
+    Generate { dir: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Configuration files; empty means the embedded default.
+    pub config: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub tls: TlsSource,
+    pub max_body: usize,
+    /// Evaluations running at once (each holds one instance).
+    pub workers: usize,
+    /// How long a request may wait for a worker before it is refused.
+    pub queue_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// How often certificate and configuration files are checked.
+    pub watch_interval: Duration,
+    pub runtime: RuntimeOptions,
+}
+
+/// What every request handler shares.
+pub struct App {
+    /// `None` until the first load completes: /readyz says 503 till then.
+    policies: ArcSwapOption<PolicySet>,
+    metrics: Metrics,
+    workers: Arc<Semaphore>,
+    queue_timeout: Duration,
+}
+
+/// Run until SIGTERM or SIGINT, then drain and return.
+pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
+    let runtime = Arc::new(Runtime::new(options.runtime.clone())?);
+
+    let (cert_path, key_path) = match &options.tls {
+        TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
+        TlsSource::Generate { dir } => {
+            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let generated = crate::certs::generate(dir, &names)?;
+            tracing::info!(dir = %dir.display(), ca = %generated.ca_cert.display(), "generated a self-signed CA and serving certificate");
+            (generated.cert, generated.key)
+        }
+    };
+    let cert = Arc::new(ReloadingCert::load(&cert_path, &key_path)?);
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(cert.clone())?));
+
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|error| ServeError::Listen { addr: options.listen, error })?;
+    let metrics_listener = TcpListener::bind(options.metrics_listen)
+        .await
+        .map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
+    let listen = listener.local_addr().map_err(|error| ServeError::Listen { addr: options.listen, error })?;
+    let metrics_addr =
+        metrics_listener.local_addr().map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
+
+    let app = Arc::new(App {
+        policies: ArcSwapOption::empty(),
+        metrics: Metrics::default(),
+        workers: Arc::new(Semaphore::new(options.workers)),
+        queue_timeout: options.queue_timeout,
+    });
+    routes::serve_metrics(metrics_listener, app.clone());
+    tracing::info!(%listen, metrics = %metrics_addr, "listening");
+
+    // Load while already listening: /healthz answers, /readyz waits.
+    let sources = sources(&options.config)?;
+    let loaded = {
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources))
+            .await
+            .map_err(|_| ServeError::LoadTask)??
+    };
+    app.metrics.policies_loaded.set(loaded.policies().len() as i64);
+    app.policies.store(Some(Arc::new(loaded)));
+    tracing::info!(%listen, metrics = %metrics_addr, policies = app.policies.load().as_ref().map_or(0, |p| p.policies().len()), "ready");
+
+    cert.watch(options.watch_interval);
+    let signals = Signals::install()?;
+    reload::spawn(app.clone(), runtime, options.config.clone(), options.watch_interval, signals.hangup);
+
+    serve(listener, acceptor, app, options.max_body, options.drain_timeout, signals.terminate).await;
+    Ok(())
+}
+
+/// The configuration sources: the files given, or the embedded default.
+pub fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, ConfigError> {
+    if paths.is_empty() {
+        Config::embedded_default()
+    } else {
+        paths.iter().map(|path| Config::read(path)).collect()
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Arc<App>,
+    max_body: usize,
+    drain_timeout: Duration,
+    mut terminate: tokio::sync::mpsc::Receiver<()>,
+) {
+    let service = TowerToHyperService::new(routes::router(app, max_body));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            _ = terminate.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        // Subscribe before the handshake, so a shutdown that starts during
+        // it still reaches this connection.
+        let watcher = graceful.watcher();
+        let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => return tracing::debug!("TLS handshake failed: {err}"),
+                Err(_) => return tracing::debug!("TLS handshake timed out"),
+            };
+            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(err) = watcher.watch(connection).await {
+                tracing::debug!("connection ended: {err}");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(?drain_timeout, "shutting down: no new connections; draining requests in flight");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("drained; exiting"),
+        _ = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached; exiting with requests in flight"),
+    }
+}
+
+/// SIGTERM/SIGINT end the server; SIGHUP reloads the configuration.
+struct Signals {
+    terminate: tokio::sync::mpsc::Receiver<()>,
+    hangup: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Signals {
+    fn install() -> Result<Self, ServeError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+        let (term_tx, terminate) = tokio::sync::mpsc::channel(1);
+        let (hup_tx, hangup) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+            let _ = term_tx.send(()).await;
+        });
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = hup_tx.try_send(());
+            }
+        });
+        Ok(Self { terminate, hangup })
+    }
+}

@@ -1,0 +1,118 @@
+//! HTTP routes: the two admission endpoints, health, readiness, metrics.
+
+use super::App;
+use crate::admission::{Endpoint, admit};
+use crate::review::Review;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+pub fn router(app: Arc<App>, max_body: usize) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        // axum's 2 MB default is below what the apiserver may send.
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    review(app, Endpoint::Mutate, body).await
+}
+
+async fn validate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    review(app, Endpoint::Validate, body).await
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.policies.load().as_ref() {
+        Some(set) => (StatusCode::OK, format!("ready: {} policies\n", set.policies().len())).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "loading policies\n").into_response(),
+    }
+}
+
+async fn review(app: Arc<App>, endpoint: Endpoint, body: Bytes) -> Response {
+    let started = Instant::now();
+    let Some(policies) = app.policies.load_full() else {
+        app.metrics.request(endpoint, "unavailable", started.elapsed());
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "berth is still loading its policies");
+    };
+    // Wasm calls are synchronous: they run on the blocking pool, at most
+    // `workers` at once; past that a request waits a bounded time.
+    let permit = match tokio::time::timeout(app.queue_timeout, app.workers.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            app.metrics.request(endpoint, "unavailable", started.elapsed());
+            let message = format!("berth is at capacity: no worker free within {:?}", app.queue_timeout);
+            return plain(StatusCode::SERVICE_UNAVAILABLE, &message);
+        }
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let review = Review::parse(&body)?;
+        Ok(admit(&policies, endpoint, review))
+    });
+    let admitted = match task.await {
+        Ok(Ok(admitted)) => admitted,
+        Ok(Err(err)) => {
+            let err: crate::review::ReviewError = err;
+            app.metrics.request(endpoint, "bad_request", started.elapsed());
+            tracing::debug!(endpoint = endpoint.as_str(), "bad review: {err}");
+            return plain(StatusCode::BAD_REQUEST, &format!("berth: invalid AdmissionReview: {err}"));
+        }
+        Err(err) => {
+            app.metrics.request(endpoint, "error", started.elapsed());
+            tracing::error!(endpoint = endpoint.as_str(), "admission task failed: {err}");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "berth: the admission task failed; see berth's log");
+        }
+    };
+    app.metrics.admitted(&admitted);
+    let response = admitted.response;
+    let outcome = match (response.allowed, response.patch.is_some()) {
+        (false, _) => "denied",
+        (true, true) => "mutated",
+        (true, false) => "allowed",
+    };
+    if !response.allowed {
+        tracing::info!(
+            endpoint = endpoint.as_str(),
+            uid = %response.uid,
+            message = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or(""),
+            "denied"
+        );
+    }
+    app.metrics.request(endpoint, outcome, started.elapsed());
+    match serde_json::to_vec(&response.into_review()) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(err) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("berth: encoding the response: {err}")),
+    }
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+}
+
+/// `/metrics` on its own plain-HTTP listener.
+pub fn serve_metrics(listener: TcpListener, app: Arc<App>) {
+    let router = Router::new()
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
+            }),
+        )
+        .with_state(app);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            tracing::error!("metrics listener failed: {err}");
+        }
+    });
+}
