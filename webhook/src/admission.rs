@@ -5,7 +5,7 @@
 use crate::config::{FailurePolicy, Mode};
 use crate::patch::{PatchError, WorkingCopy};
 use crate::policy::{Policy, PolicySet};
-use crate::review::{AdmissionResponse, Review};
+use crate::review::{AdmissionRequest, AdmissionResponse, Review};
 use crate::runtime::{PluginDecision, PluginError};
 use base64::Engine as _;
 use json_patch::PatchOperation;
@@ -62,6 +62,8 @@ pub enum PolicyResult {
 /// The answer to one review, and how each policy got there.
 #[derive(Debug)]
 pub struct Admitted {
+    /// The request as it arrived (for the audit log).
+    pub request: AdmissionRequest,
     pub response: AdmissionResponse,
     pub outcomes: Vec<PolicyOutcome>,
 }
@@ -117,7 +119,7 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
         let stop = settle(&mut response, policy, &result);
         outcomes.push(outcome(policy, elapsed, result));
         if stop {
-            return Admitted { response, outcomes };
+            return finish(request, original, response, outcomes);
         }
     }
 
@@ -131,7 +133,12 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
             Err(err) => response.deny(500, format!("berth could not encode the patch: {err}")),
         }
     }
-    Admitted { response, outcomes }
+    finish(request, original, response, outcomes)
+}
+
+fn finish(mut request: AdmissionRequest, original: Value, response: AdmissionResponse, outcomes: Vec<PolicyOutcome>) -> Admitted {
+    request.object = (!original.is_null()).then_some(original);
+    Admitted { request, response, outcomes }
 }
 
 fn validate(matched: &[&Policy], review: Review<'_>) -> Admitted {
@@ -176,11 +183,11 @@ fn validate(matched: &[&Policy], review: Review<'_>) -> Admitted {
             .join(",");
         response.audit_annotations.insert("denied-by".to_owned(), denied_by);
     }
-    Admitted { response, outcomes }
+    Admitted { request: review.request, response, outcomes }
 }
 
 /// Serialize the request around the working copy, for the next plugin.
-fn reserialize(request: &mut crate::review::AdmissionRequest, working: &mut WorkingCopy) -> String {
+fn reserialize(request: &mut AdmissionRequest, working: &mut WorkingCopy) -> String {
     request.object = working.take();
     // Serializing a Value-backed struct cannot fail.
     let text = serde_json::to_string(&request).unwrap_or_default();

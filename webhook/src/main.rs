@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> anyhow::Result<std::process::ExitCode> {
-    berth::cli::Args::parse().run()
+    berth::cli::main()
 }

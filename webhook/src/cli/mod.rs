@@ -60,6 +60,11 @@ impl RuntimeArgs {
     }
 }
 
+/// The `berth` binary: parse the command line and run it.
+pub fn main() -> anyhow::Result<ExitCode> {
+    Args::parse().run()
+}
+
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         init_logging(self.log_format);

@@ -90,6 +90,7 @@ pub struct App {
     metrics: Metrics,
     workers: Arc<Semaphore>,
     queue_timeout: Duration,
+    max_body: usize,
 }
 
 /// Run until SIGTERM or SIGINT, then drain and return.
@@ -123,6 +124,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         metrics: Metrics::default(),
         workers: Arc::new(Semaphore::new(options.workers)),
         queue_timeout: options.queue_timeout,
+        max_body: options.max_body,
     });
     routes::serve_metrics(metrics_listener, app.clone());
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
@@ -143,7 +145,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let signals = Signals::install()?;
     reload::spawn(app.clone(), runtime, options.config.clone(), options.watch_interval, signals.hangup);
 
-    serve(listener, acceptor, app, options.max_body, options.drain_timeout, signals.terminate).await;
+    serve(listener, acceptor, app, options.drain_timeout, signals.terminate).await;
     Ok(())
 }
 
@@ -160,11 +162,10 @@ async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Arc<App>,
-    max_body: usize,
     drain_timeout: Duration,
     mut terminate: tokio::sync::mpsc::Receiver<()>,
 ) {
-    let service = TowerToHyperService::new(routes::router(app, max_body));
+    let service = TowerToHyperService::new(routes::router(app));
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     loop {

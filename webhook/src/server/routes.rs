@@ -5,6 +5,7 @@ use crate::admission::{Endpoint, admit};
 use crate::review::Review;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 
-pub fn router(app: Arc<App>, max_body: usize) -> Router {
+pub fn router(app: Arc<App>) -> Router {
+    let max_body = app.max_body;
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
@@ -24,11 +26,11 @@ pub fn router(app: Arc<App>, max_body: usize) -> Router {
         .with_state(app)
 }
 
-async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn mutate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
     review(app, Endpoint::Mutate, body).await
 }
 
-async fn validate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+async fn validate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
     review(app, Endpoint::Validate, body).await
 }
 
@@ -39,8 +41,21 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn review(app: Arc<App>, endpoint: Endpoint, body: Bytes) -> Response {
+async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Response {
     let started = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            app.metrics.request(endpoint, "bad_request", started.elapsed());
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("berth: the review is larger than the {} byte limit (--max-body-size)", app.max_body)
+            } else {
+                format!("berth: could not read the request body: {}", rejection.body_text())
+            };
+            return plain(status, &message);
+        }
+    };
     let Some(policies) = app.policies.load_full() else {
         app.metrics.request(endpoint, "unavailable", started.elapsed());
         return plain(StatusCode::SERVICE_UNAVAILABLE, "berth is still loading its policies");

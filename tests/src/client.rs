@@ -1,0 +1,142 @@
+//! A client that talks to berth the way kube-apiserver does: TLS verified
+//! against the webhook's CA bundle, h2 when offered (or http/1.1), and a
+//! connection kept open across reviews.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http2,
+    Http1,
+}
+
+enum Sender {
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+}
+
+/// How one request ended.
+#[derive(Debug)]
+pub enum Exchange {
+    Complete(StatusCode, Bytes),
+    NotAccepted(String),
+    Broken(String),
+}
+
+/// One kept-alive connection to berth.
+pub struct Client {
+    sender: Sender,
+    /// The peer certificate's DER, to tell which certificate was served.
+    pub peer_certificate: Vec<u8>,
+    pub alpn: Option<Vec<u8>>,
+}
+
+pub fn tls_connector(ca: &Path, protocol: Protocol) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA file readable") {
+        roots.add(cert.expect("CA is PEM")).expect("CA is a certificate");
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = match protocol {
+        Protocol::Http2 => vec![b"h2".to_vec()],
+        Protocol::Http1 => vec![b"http/1.1".to_vec()],
+    };
+    TlsConnector::from(Arc::new(config))
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, ca: &Path, protocol: Protocol) -> anyhow::Result<Client> {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from("localhost")?.to_owned();
+        let tls = tls_connector(ca, protocol).connect(name, tcp).await?;
+        let (_, session) = tls.get_ref();
+        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        let peer_certificate = session.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+        let io = TokioIo::new(tls);
+        let sender = match protocol {
+            Protocol::Http2 => {
+                let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(conn);
+                Sender::H2(sender)
+            }
+            Protocol::Http1 => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(conn);
+                Sender::H1(sender)
+            }
+        };
+        Ok(Client { sender, peer_certificate, alpn })
+    }
+
+    /// POST `body` to `path`; the status and the body.
+    pub async fn post(&mut self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::post(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(body.into()))?;
+        self.send(request).await
+    }
+
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        let request = Request::get(path).header("host", "localhost").body(Full::new(Bytes::new()))?;
+        self.send(request).await
+    }
+
+    async fn send(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
+        match self.exchange(request).await {
+            Exchange::Complete(status, body) => Ok((status, body)),
+            Exchange::NotAccepted(err) => Err(anyhow::anyhow!("request not accepted: {err}")),
+            Exchange::Broken(err) => Err(anyhow::anyhow!("response broken off: {err}")),
+        }
+    }
+
+    /// POST, telling apart a request the server never took from one whose
+    /// answer broke off: only the second is a lost request.
+    pub async fn post_exchange(&mut self, path: &str, body: impl Into<Bytes>) -> Exchange {
+        let request = Request::post(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(body.into()))
+            .expect("request");
+        self.exchange(request).await
+    }
+
+    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Exchange {
+        let response = match &mut self.sender {
+            Sender::H2(sender) => match sender.ready().await {
+                Ok(()) => sender.send_request(request).await,
+                Err(err) => return Exchange::NotAccepted(err.to_string()),
+            },
+            Sender::H1(sender) => match sender.ready().await {
+                Ok(()) => sender.send_request(request).await,
+                Err(err) => return Exchange::NotAccepted(err.to_string()),
+            },
+        };
+        let response = match response {
+            Ok(response) => response,
+            // Refused before any response: h2 GOAWAY/REFUSED_STREAM, or a
+            // closed keep-alive connection.
+            Err(err) => return Exchange::NotAccepted(err.to_string()),
+        };
+        let status = response.status();
+        match response.into_body().collect().await {
+            Ok(body) => Exchange::Complete(status, body.to_bytes()),
+            Err(err) => Exchange::Broken(err.to_string()),
+        }
+    }
+}
