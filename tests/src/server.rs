@@ -117,7 +117,15 @@ impl ServerBuilder {
         self
     }
 
-    pub fn spawn(self) -> Server {
+    /// Run berth expecting it to stop by itself (a configuration that does
+    /// not load, say): its exit status and everything it wrote to stderr.
+    pub fn run_to_exit(self) -> (std::process::ExitStatus, String) {
+        let (mut command, _dir, _ca) = self.command();
+        let output = command.stderr(Stdio::piped()).output().expect("berth runs");
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    fn command(self) -> (Command, tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut command = Command::new(binary());
         command
@@ -138,8 +146,13 @@ impl ServerBuilder {
                 tls_dir.join("ca.crt")
             }
         };
-        command.args(&self.args).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("berth starts");
+        command.args(&self.args).stdout(Stdio::null());
+        (command, dir, ca)
+    }
+
+    pub fn spawn(self) -> Server {
+        let (mut command, dir, ca) = self.command();
+        let mut child = command.stderr(Stdio::piped()).spawn().expect("berth starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let sink = logs.clone();

@@ -244,3 +244,19 @@ fn sigterm_drains_every_accepted_request() {
     assert!(in_flight_at_term >= 4, "expected requests in flight at SIGTERM to complete, {in_flight_at_term} did");
     server.wait_for_log("drained", Duration::from_secs(1));
 }
+
+#[test]
+fn a_bad_setting_at_start_up_stops_berth_with_the_policy_and_the_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, tolerations_config("x").replace("effect: NoSchedule", "effect: Sometimes")).expect("config");
+    let (status, stderr) = Server::builder().config(&config).run_to_exit();
+    assert!(!status.success());
+    assert!(stderr.contains("policy \"tolerations\""), "{stderr}");
+    assert!(stderr.contains("settings.tolerations[0].effect: must be NoSchedule, PreferNoSchedule or NoExecute"), "{stderr}");
+
+    std::fs::write(&config, tolerations_config("x").replace("    mode: mutate", "    mode: mutate\n    tmeout: 1s")).expect("config");
+    let (status, stderr) = Server::builder().config(&config).run_to_exit();
+    assert!(!status.success());
+    assert!(stderr.contains("unknown field `tmeout`") && stderr.contains("line 5"), "{stderr}");
+}

@@ -1,1 +1,122 @@
-fn main() {}
+//! What one admission costs, on the Pulsar bookie Pod (005 fixture, 17 KB)
+//! with the tolerations plugin:
+//!
+//! - `wasm_evaluate`: `Plugin::evaluate` (fresh instance, call, patch text back)
+//! - `admit`: the whole chain with one policy (parse the review, match, call,
+//!   apply the patch to a working copy, encode the base64 patch)
+//! - `parse_review`: `Review::parse` alone, the part of `admit` before any
+//!   plugin runs
+//! - `native_evaluate`: the same tolerations code compiled natively, through
+//!   the same steps as the component glue (parse settings, parse request,
+//!   evaluate, serialize the patch)
+//! - `instantiate_*`: instantiation plus the smallest call the public API
+//!   offers, an upper bound on instantiation alone
+//!
+//! `cargo bench -p berth --bench evaluate` (about half a minute).
+
+use berth::admission::{Endpoint, admit};
+use berth::config::{Config, Source};
+use berth::policy::PolicySet;
+use berth::review::Review;
+use berth::runtime::{ArtifactCache, CallLimits, PluginDecision, Runtime, RuntimeOptions};
+use berth_plugin_tolerations::TolerationsSettings;
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
+const SETTINGS: &str =
+    r#"{"tolerations":[{"key":"dedicated","operator":"Equal","value":"pulsar","effect":"NoSchedule"}]}"#;
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeOptions {
+        cache: ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache")),
+        ..RuntimeOptions::default()
+    })
+    .expect("runtime starts")
+}
+
+fn bench(c: &mut Criterion) {
+    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture");
+    let raw_request = Review::parse(&body).expect("a valid review").raw_request.to_owned();
+    let runtime = runtime();
+    let tolerations = runtime
+        .load("builtin:tolerations", berth::builtin::get("tolerations").expect("tolerations is bundled"))
+        .expect("tolerations loads");
+    let policy: Arc<str> = "pulsar-tolerations".into();
+    let limits = CallLimits::default();
+
+    // Sanity: every variant does the same work and gets the same patch.
+    let wasm_patch = match tolerations.evaluate(&policy, &raw_request, SETTINGS, limits).expect("evaluates").decision {
+        PluginDecision::Mutate(patch) => patch,
+        other => panic!("expected a patch, got {other:?}"),
+    };
+    assert_eq!(native_evaluate(&raw_request, SETTINGS).as_deref(), Some(wasm_patch.as_str()));
+
+    let mut group = c.benchmark_group("bookie");
+
+    group.bench_function("wasm_evaluate", |b| {
+        b.iter(|| tolerations.evaluate(&policy, black_box(&raw_request), SETTINGS, limits).expect("evaluates"))
+    });
+
+    let yaml = format!(
+        "policies:\n  - name: pulsar-tolerations\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      operations: [CREATE]\n      resources: [pods]\n      objectSelector:\n        matchLabels:\n          app: pulsar\n    settings: {SETTINGS}\n"
+    );
+    let config = Config::parse(&yaml, "bench").expect("config parses");
+    let policies = PolicySet::load(&runtime, &[Source { config, base_dir: PathBuf::new(), origin: "bench".into() }])
+        .expect("policies load");
+    group.bench_function("admit", |b| {
+        b.iter(|| {
+            let review = Review::parse(black_box(&body)).expect("a valid review");
+            let admitted = admit(&policies, Endpoint::Mutate, review);
+            assert!(admitted.response.patch.is_some());
+            admitted
+        })
+    });
+
+    // The part of `admit` before any plugin runs.
+    group.bench_function("parse_review", |b| b.iter(|| Review::parse(black_box(&body)).expect("a valid review")));
+
+    group.bench_function("native_evaluate", |b| {
+        b.iter(|| native_evaluate(black_box(&raw_request), SETTINGS).expect("a patch"))
+    });
+
+    group.bench_function("instantiate_validate_settings", |b| {
+        b.iter(|| tolerations.validate_settings(&policy, black_box(SETTINGS), limits).expect("valid settings"))
+    });
+
+    let hostile_path = PathBuf::from(berth::builtin::TEST_PLUGIN_DIR).join("berth_plugin_hostile.wasm");
+    if let Ok(wasm) = std::fs::read(&hostile_path) {
+        let hostile = runtime.load(&hostile_path.display().to_string(), &wasm).expect("hostile loads");
+        group.bench_function("instantiate_empty_evaluate", |b| {
+            b.iter(|| {
+                hostile.evaluate(&policy, black_box(r#"{"uid":"u"}"#), r#"{"behaviour":"ok"}"#, limits).expect("allows")
+            })
+        });
+    }
+
+    group.finish();
+}
+
+/// The tolerations plugin natively, through the steps its component glue
+/// takes: parse the settings, parse the request, evaluate, serialize the patch.
+fn native_evaluate(request: &str, settings: &str) -> Option<String> {
+    let settings: TolerationsSettings = serde_json::from_str(settings).expect("settings parse");
+    // berth_sdk::Request, named through the plugin's signature (berth does
+    // not depend on the SDK); `Request::parse` is this same call.
+    let request = serde_json::from_str(request).expect("request parses");
+    let verdict = berth_plugin_tolerations::evaluate(&request, &settings).expect("evaluates");
+    verdict.patch().map(|patch| patch.to_json())
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -84,11 +84,15 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
     let mut working = WorkingCopy::new();
     let original = request.object.take().unwrap_or(Value::Null);
     // The request as the next plugin sees it, re-serialized only after a
-    // change; until then plugins get the apiserver's own text.
+    // change and only when a plugin is about to read it; until then plugins
+    // get the apiserver's own text.
     let mut changed_request: Option<String> = None;
     let mut mutated_by = Vec::new();
 
     for policy in matched {
+        if changed_request.is_none() && working.changed_object().is_some() {
+            changed_request = Some(reserialize(&mut request, &mut working));
+        }
         let input = changed_request.as_deref().unwrap_or(raw_request);
         let started = Instant::now();
         let result = policy.plugin.evaluate(&policy.name, input, &policy.settings, policy.limits);
@@ -106,7 +110,8 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
                         Ok(ops) if ops.is_empty() => PolicyResult::Allowed,
                         Ok(ops) => {
                             let ops = ops.to_vec();
-                            changed_request = Some(reserialize(&mut request, &mut working));
+                            // Serialized again only if another policy runs.
+                            changed_request = None;
                             mutated_by.push(policy.name.to_string());
                             PolicyResult::Mutated(ops)
                         }

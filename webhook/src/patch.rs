@@ -62,11 +62,14 @@ impl WorkingCopy {
         let before = risky.then(|| object.clone());
         json_patch::patch(object, &ops).map_err(|err| PatchError::DoesNotApply(err.to_string()))?;
         if let Some(before) = before {
-            let changed = PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p));
-            let not_object = !object.is_object();
-            if changed.is_some() || not_object {
+            let error = if !object.is_object() {
+                Some(PatchError::NotAnObject)
+            } else {
+                PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p)).map(|p| PatchError::Protected(p))
+            };
+            if let Some(error) = error {
                 *object = before;
-                return Err(changed.map_or(PatchError::NotAnObject, |p| PatchError::Protected(p)));
+                return Err(error);
             }
         }
         let start = self.ops.len();
@@ -128,7 +131,9 @@ mod tests {
         let err = copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"q"}}]"#).unwrap_err();
         assert_eq!(err, PatchError::Protected("/metadata/name"));
         let err = copy.apply(&original, r#"[{"op":"replace","path":"","value":[1]}]"#).unwrap_err();
-        assert!(matches!(err, PatchError::Protected(_)));
+        assert_eq!(err, PatchError::NotAnObject);
+        let err = copy.apply(&original, r#"[{"op":"replace","path":"","value":{"kind":"Pod"}}]"#).unwrap_err();
+        assert_eq!(err, PatchError::Protected("/apiVersion"));
         // Replacing the metadata while keeping the identity is allowed.
         copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"p","namespace":"ns","labels":{"x":"y"}}}]"#)
             .unwrap();

@@ -59,19 +59,12 @@ impl<'a> Review<'a> {
             other => return Err(ReviewError::WrongKind(other.unwrap_or_default().to_owned())),
         }
         let raw = envelope.request.filter(|raw| raw.get() != "null").ok_or(ReviewError::MissingRequest)?;
-        let uid: UidOnly = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
-        if uid.uid.as_deref().is_none_or(str::is_empty) {
+        let request: AdmissionRequest = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
+        if request.uid.is_empty() {
             return Err(ReviewError::MissingUid);
         }
-        let request = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
         Ok(Self { request, raw_request: raw.get() })
     }
-}
-
-#[derive(Deserialize)]
-struct UidOnly {
-    #[serde(default)]
-    uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +125,8 @@ pub struct UserInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
+    /// Missing or empty is refused by [`Review::parse`].
+    #[serde(default)]
     pub uid: String,
     pub kind: GroupVersionKind,
     pub resource: GroupVersionResource,

@@ -96,9 +96,18 @@ impl Runtime {
             std::thread::Builder::new()
                 .name("berth-epoch".into())
                 .spawn(move || {
+                    // Count ticks from elapsed time, not from sleeps: a sleep
+                    // overshoots under load, and counting sleeps would
+                    // stretch every deadline by the sum of the overshoots.
+                    let start = std::time::Instant::now();
+                    let mut ticks: u128 = 0;
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        let due = start.elapsed().as_nanos() / EPOCH_TICK.as_nanos();
+                        while ticks < due {
+                            engine.increment_epoch();
+                            ticks += 1;
+                        }
                     }
                 })
                 .map_err(RuntimeError::Ticker)?

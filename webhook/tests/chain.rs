@@ -1,0 +1,295 @@
+//! The admission chain with configurations built in code: what a failing or
+//! lying plugin does to the response under each failurePolicy, and how the
+//! mutations of several policies compose into one patch.
+
+use base64::Engine as _;
+use berth::admission::{Admitted, Endpoint, PolicyResult, admit};
+use berth::config::{Config, FailurePolicy, Source};
+use berth::policy::{PolicySet, PolicySetError};
+use berth::review::Review;
+use berth::runtime::{ArtifactCache, LoadError, PluginError, Runtime, RuntimeOptions};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
+const BAD_OUTPUTS: [&str; 4] = ["bad-json", "not-an-array", "not-an-object", "rename"];
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(RuntimeOptions {
+            max_memory: 64 << 20,
+            max_instances: 16,
+            max_wasm_stack: 512 << 10,
+            cache: ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache")),
+        })
+        .expect("runtime starts")
+    })
+}
+
+fn hostile_path() -> String {
+    let path = PathBuf::from(berth::builtin::TEST_PLUGIN_DIR).join("berth_plugin_hostile.wasm");
+    assert!(path.is_absolute() && path.exists(), "{} is built by build.rs", path.display());
+    path.display().to_string()
+}
+
+/// A hostile policy, as YAML (one list item).
+fn hostile(name: &str, behaviour: &str, failure_policy: &str) -> String {
+    format!(
+        "  - name: {name}\n    plugin: {plugin:?}\n    mode: mutate\n    failurePolicy: {failure_policy}\n    settings:\n      behaviour: {behaviour}\n",
+        plugin = hostile_path(),
+    )
+}
+
+/// A tolerations policy adding `key=<key>:NoSchedule` tolerations.
+fn tolerations(name: &str, keys: &[&str]) -> String {
+    let tolerations: Vec<Value> = keys
+        .iter()
+        .map(|key| json!({"key": key, "operator": "Equal", "value": "pulsar", "effect": "NoSchedule"}))
+        .collect();
+    format!(
+        "  - name: {name}\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      resources: [pods]\n    settings:\n      tolerations: {}\n",
+        Value::from(tolerations)
+    )
+}
+
+fn try_load(items: &[String]) -> Result<PolicySet, PolicySetError> {
+    let yaml = format!("policies:\n{}", items.concat());
+    let config = Config::parse(&yaml, "test").unwrap_or_else(|err| panic!("{err}\n{yaml}"));
+    PolicySet::load(runtime(), &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }])
+}
+
+fn load(items: &[String]) -> PolicySet {
+    try_load(items).unwrap_or_else(|err| panic!("loading the policies: {err}"))
+}
+
+fn bookie() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture")
+}
+
+fn original_object(body: &[u8]) -> Value {
+    let review: Value = serde_json::from_slice(body).expect("fixture is JSON");
+    review["request"]["object"].clone()
+}
+
+/// Admit the bookie Pod on /mutate; whatever happens, the uid is echoed.
+fn admit_bookie(policies: &PolicySet) -> Admitted {
+    let body = bookie();
+    let review = Review::parse(&body).expect("the fixture is a valid review");
+    let uid = review.request.uid.clone();
+    let admitted = admit(policies, Endpoint::Mutate, review);
+    assert_eq!(admitted.response.uid, uid, "the uid is echoed");
+    admitted
+}
+
+/// The response's patch, decoded, and the original object with it applied.
+fn patched(admitted: &Admitted) -> (Vec<Value>, Value) {
+    let response = &admitted.response;
+    assert_eq!(response.patch_type.as_deref(), Some("JSONPatch"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(response.patch.as_deref().expect("a patch"))
+        .expect("the patch is base64");
+    let ops: Vec<Value> = serde_json::from_slice(&bytes).expect("the patch is a JSON array");
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("the patch is RFC 6902");
+    let mut object = original_object(&bookie());
+    json_patch::patch(&mut object, &patch).expect("the patch applies to the original object");
+    (ops, object)
+}
+
+fn toleration_keys(pod: &Value) -> Vec<String> {
+    pod["spec"]["tolerations"]
+        .as_array()
+        .expect("tolerations")
+        .iter()
+        .map(|t| t["key"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+const APISERVER_TOLERATIONS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+
+fn keys_after(added: &[&str]) -> Vec<String> {
+    APISERVER_TOLERATIONS.iter().chain(added).map(|k| (*k).to_owned()).collect()
+}
+
+#[test]
+fn bad_outputs_under_fail_deny_naming_the_policy_and_the_kind() {
+    for behaviour in BAD_OUTPUTS {
+        let name = format!("hostile-{behaviour}");
+        let policies =
+            load(&[tolerations("tol-a", &["a"]), hostile(&name, behaviour, "Fail"), tolerations("tol-b", &["b"])]);
+        let admitted = admit_bookie(&policies);
+        let response = &admitted.response;
+        assert!(!response.allowed, "{behaviour}: {response:?}");
+        let status = response.status.as_ref().expect("a denial has a status");
+        assert_eq!(status.code, 500, "{behaviour}");
+        assert!(
+            status.message.contains(&name) && status.message.contains("bad_output"),
+            "{behaviour}: {}",
+            status.message
+        );
+        // A denied response carries no patch, not even the earlier policy's.
+        assert_eq!(response.patch, None, "{behaviour}");
+        assert_eq!(response.audit_annotations.get("denied-by"), Some(&name));
+        // The chain stops at the failing policy: tol-b never ran.
+        assert_eq!(admitted.outcomes.len(), 2, "{behaviour}");
+        assert!(matches!(admitted.outcomes[0].result, PolicyResult::Mutated(_)), "{behaviour}");
+        assert!(
+            matches!(
+                &admitted.outcomes[1].result,
+                PolicyResult::Failed { error: PluginError::BadOutput(_), failure_policy: FailurePolicy::Fail }
+            ),
+            "{behaviour}: {:?}",
+            admitted.outcomes[1].result
+        );
+    }
+}
+
+#[test]
+fn bad_outputs_under_ignore_warn_and_the_other_mutations_land() {
+    for behaviour in BAD_OUTPUTS {
+        let name = format!("hostile-{behaviour}");
+        let policies =
+            load(&[tolerations("tol-a", &["a"]), hostile(&name, behaviour, "Ignore"), tolerations("tol-b", &["b"])]);
+        let admitted = admit_bookie(&policies);
+        let response = &admitted.response;
+        assert!(response.allowed, "{behaviour}: {response:?}");
+        assert_eq!(response.status, None);
+        assert_eq!(response.warnings, [format!("{name}: skipped after bad_output")], "{behaviour}");
+        assert!(
+            matches!(
+                &admitted.outcomes[1].result,
+                PolicyResult::Failed { error: PluginError::BadOutput(_), failure_policy: FailurePolicy::Ignore }
+            ),
+            "{behaviour}: {:?}",
+            admitted.outcomes[1].result
+        );
+        let (ops, pod) = patched(&admitted);
+        assert_eq!(ops.len(), 2, "{behaviour}: only tol-a's and tol-b's ops: {ops:?}");
+        assert_eq!(toleration_keys(&pod), keys_after(&["a", "b"]), "{behaviour}");
+        assert_eq!(pod["metadata"]["name"], "pulsar-bookie-0", "{behaviour}");
+        assert_eq!(response.audit_annotations.get("mutated-by").map(String::as_str), Some("tol-a,tol-b"));
+    }
+}
+
+#[test]
+fn bad_outputs_are_told_apart() {
+    let detail = |behaviour: &str| {
+        let admitted = admit_bookie(&load(&[hostile("h", behaviour, "Fail")]));
+        match &admitted.outcomes[0].result {
+            PolicyResult::Failed { error: PluginError::BadOutput(detail), .. } => detail.clone(),
+            other => panic!("{behaviour}: {other:?}"),
+        }
+    };
+    assert!(detail("bad-json").contains("not an RFC 6902 JSON Patch array"));
+    assert!(detail("not-an-array").contains("not an RFC 6902 JSON Patch array"));
+    // Replacing the root trips the identity check before the not-an-object one.
+    let root = detail("not-an-object");
+    assert!(root.contains("identifies the object") || root.contains("other than a JSON object"), "{root}");
+    assert!(detail("rename").contains("/metadata/name"));
+}
+
+#[test]
+fn two_mutating_policies_land_in_configured_order_in_one_patch() {
+    for (first, second) in [("a", "b"), ("b", "a")] {
+        let policies = load(&[tolerations("tol-first", &[first]), tolerations("tol-second", &[second])]);
+        let admitted = admit_bookie(&policies);
+        assert!(admitted.response.allowed);
+        assert!(admitted.outcomes.iter().all(|o| matches!(o.result, PolicyResult::Mutated(_))));
+        let (ops, pod) = patched(&admitted);
+        let added: Vec<&Value> = ops.iter().map(|op| &op["value"]["key"]).collect();
+        assert_eq!(added, [first, second]);
+        assert!(ops.iter().all(|op| op["op"] == "add" && op["path"] == "/spec/tolerations/-"), "{ops:?}");
+        assert_eq!(toleration_keys(&pod), keys_after(&[first, second]));
+        assert_eq!(
+            admitted.response.audit_annotations.get("mutated-by").map(String::as_str),
+            Some("tol-first,tol-second")
+        );
+    }
+}
+
+#[test]
+fn later_policies_see_earlier_mutations() {
+    // tol-b wants a and b; a is already there after tol-a, so it adds only b.
+    let policies = load(&[tolerations("tol-a", &["a"]), tolerations("tol-b", &["a", "b"])]);
+    let admitted = admit_bookie(&policies);
+    let (ops, pod) = patched(&admitted);
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(toleration_keys(&pod), keys_after(&["a", "b"]));
+}
+
+#[test]
+fn timeout_under_fail_names_the_policy_and_the_deadline() {
+    let policies = load(&[tolerations("tol-a", &["a"]), hostile("hostile-loop", "loop", "Fail")]);
+    let admitted = admit_bookie(&policies);
+    let response = &admitted.response;
+    assert!(!response.allowed);
+    let message = &response.status.as_ref().expect("status").message;
+    assert!(message.contains("hostile-loop") && message.contains("timed out after 100ms"), "{message}");
+    assert!(message.contains("(timeout)"), "{message}");
+    assert_eq!(response.patch, None);
+    assert!(matches!(
+        admitted.outcomes[1].result,
+        PolicyResult::Failed { error: PluginError::Timeout { .. }, failure_policy: FailurePolicy::Fail }
+    ));
+}
+
+#[test]
+fn timeout_under_ignore_is_skipped() {
+    let policies = load(&[hostile("hostile-loop", "loop", "Ignore"), tolerations("tol-a", &["a"])]);
+    let admitted = admit_bookie(&policies);
+    assert!(admitted.response.allowed);
+    assert_eq!(admitted.response.warnings, ["hostile-loop: skipped after timeout"]);
+    let (_, pod) = patched(&admitted);
+    assert_eq!(toleration_keys(&pod), keys_after(&["a"]));
+}
+
+#[test]
+fn every_hostile_kind_under_fail_is_denied_with_its_kind() {
+    for (behaviour, kind) in
+        [("trap", "trap"), ("panic", "panic"), ("stack-overflow", "stack_overflow"), ("memory-bomb", "out_of_memory")]
+    {
+        let name = format!("hostile-{behaviour}");
+        let admitted = admit_bookie(&load(&[hostile(&name, behaviour, "Fail")]));
+        assert!(!admitted.response.allowed, "{behaviour}");
+        let message = &admitted.response.status.as_ref().expect("status").message;
+        assert!(message.contains(&name) && message.contains(&format!("({kind})")), "{behaviour}: {message}");
+    }
+}
+
+#[test]
+fn a_patch_from_a_validating_policy_is_bad_output() {
+    let yaml = hostile("hostile-validate", "rename", "Fail").replace("mode: mutate", "mode: validate");
+    let policies = load(&[yaml]);
+    let body = bookie();
+    let admitted = admit(&policies, Endpoint::Validate, Review::parse(&body).expect("review"));
+    assert!(!admitted.response.allowed);
+    assert_eq!(admitted.response.uid, "2df0b5b4-431f-5254-a1b2-0b373ac5edd2");
+    let message = &admitted.response.status.as_ref().expect("status").message;
+    assert!(message.contains("hostile-validate") && message.contains("bad_output"), "{message}");
+}
+
+#[test]
+fn the_uid_is_echoed_when_nothing_matches() {
+    let admitted = admit_bookie(&load(&[]));
+    assert!(admitted.response.allowed && admitted.response.patch.is_none() && admitted.outcomes.is_empty());
+}
+
+#[test]
+fn bad_settings_fail_the_load_with_the_policy_and_the_field() {
+    let mut bad = hostile("hostile-bad", "explode", "Fail");
+    let err = try_load(&[tolerations("tol-a", &["a"]), bad.clone()]).expect_err("unknown behaviour");
+    match &err {
+        PolicySetError::Load { policy, error: LoadError::Settings { message } } => {
+            assert_eq!(policy, "hostile-bad");
+            assert!(message.contains("settings.behaviour") && message.contains("\"explode\""), "{message}");
+        }
+        other => panic!("expected PolicySetError::Load with LoadError::Settings, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("\"hostile-bad\"") && text.contains("settings.behaviour"), "{text}");
+
+    bad = tolerations("tol-bad", &["a"]).replace("NoSchedule", "Sometimes");
+    let err = try_load(&[bad]).expect_err("bad effect").to_string();
+    assert!(err.contains("\"tol-bad\"") && err.contains("tolerations[0].effect") && err.contains("Sometimes"), "{err}");
+}
