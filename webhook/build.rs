@@ -37,19 +37,30 @@ fn main() {
     }
     // Flags meant for the host build (coverage, sanitizers) must not leak into
     // the wasm build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_PROFILE_RELEASE_DEBUG"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
         cargo.env_remove(var);
     }
     let status = cargo.status().expect("running cargo to build the plugins");
     assert!(status.success(), "building the plugins for {TARGET} failed");
 
     let artifacts = target_dir.join(TARGET).join(PROFILE);
-    let mut table = String::from("/// Plugins bundled in the binary: `builtin:<name>`.\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// Plugins bundled in the binary: `builtin:<name>`.\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, package) in &bundled {
         let wasm = artifacts.join(format!("{}.wasm", package.replace('-', "_")));
         let copy = out_dir.join(format!("{name}.wasm"));
         fs::copy(&wasm, &copy).unwrap_or_else(|err| panic!("copying {}: {err}", wasm.display()));
-        writeln!(table, "    ({name:?}, include_bytes!({:?})),", copy.display().to_string()).expect("writing to a String");
+        writeln!(table, "    ({name:?}, include_bytes!({:?})),", copy.display().to_string())
+            .expect("writing to a String");
     }
     table.push_str("];\n");
     fs::write(out_dir.join("builtins.rs"), table).expect("writing builtins.rs");
@@ -65,9 +76,8 @@ fn plugin_crates(dir: &Path) -> Vec<(String, String)> {
     for entry in entries.flatten() {
         let manifest = entry.path().join("Cargo.toml");
         let Ok(text) = fs::read_to_string(&manifest) else { continue };
-        let Some(package) = text
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("name = \"")?.strip_suffix('"').map(str::to_owned))
+        let Some(package) =
+            text.lines().find_map(|line| line.trim().strip_prefix("name = \"")?.strip_suffix('"').map(str::to_owned))
         else {
             continue;
         };

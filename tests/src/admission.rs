@@ -28,7 +28,8 @@ impl Answer {
 
 /// Check berth's answer to `review` the way the apiserver would.
 pub fn check(review: &Value, body: &[u8]) -> Answer {
-    let answer: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(body)));
+    let answer: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(body)));
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
     assert_eq!(answer["kind"], "AdmissionReview", "{answer}");
     let response = answer["response"].clone();
@@ -45,7 +46,8 @@ pub fn check(review: &Value, body: &[u8]) -> Answer {
             assert_eq!(response["allowed"], true, "a patch only comes with allowed: true");
             let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).expect("patch is base64");
             let patch: Value = serde_json::from_slice(&bytes).expect("patch is JSON");
-            crate::jsonpatch::apply(&mut object, &patch).unwrap_or_else(|e| panic!("patch does not apply: {e}: {patch}"));
+            crate::jsonpatch::apply(&mut object, &patch)
+                .unwrap_or_else(|e| panic!("patch does not apply: {e}: {patch}"));
             Some(patch)
         }
     };
@@ -62,7 +64,8 @@ pub fn assert_still_valid(review: &Value, object: &Value) {
     let kind = review["request"]["kind"]["kind"].as_str().unwrap_or("");
     match kind {
         "Pod" => {
-            serde_json::from_value::<Pod>(object.clone()).unwrap_or_else(|e| panic!("patched Pod is no longer a Pod: {e}"));
+            serde_json::from_value::<Pod>(object.clone())
+                .unwrap_or_else(|e| panic!("patched Pod is no longer a Pod: {e}"));
         }
         "PersistentVolumeClaim" => {
             serde_json::from_value::<PersistentVolumeClaim>(object.clone())

@@ -66,7 +66,8 @@ impl Client {
         let tls = tls_connector(ca, protocol).connect(name, tcp).await?;
         let (_, session) = tls.get_ref();
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-        let peer_certificate = session.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+        let peer_certificate =
+            session.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
         let io = TokioIo::new(tls);
         let sender = match protocol {
             Protocol::Http2 => {

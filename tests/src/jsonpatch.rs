@@ -121,21 +121,27 @@ mod tests {
     #[test]
     fn applies_the_rfc_6902_examples() {
         let mut doc = json!({"a": {"b": [1, 2]}, "c~d": 1});
-        apply(&mut doc, &json!([
-            {"op": "add", "path": "/a/b/1", "value": 9},
-            {"op": "add", "path": "/a/b/-", "value": 3},
-            {"op": "remove", "path": "/c~0d"},
-            {"op": "replace", "path": "/a/x", "value": 1},
-            {"op": "test", "path": "/a/b", "value": [1, 9, 2, 3]},
-        ]))
+        apply(
+            &mut doc,
+            &json!([
+                {"op": "add", "path": "/a/b/1", "value": 9},
+                {"op": "add", "path": "/a/b/-", "value": 3},
+                {"op": "remove", "path": "/c~0d"},
+                {"op": "replace", "path": "/a/x", "value": 1},
+                {"op": "test", "path": "/a/b", "value": [1, 9, 2, 3]},
+            ]),
+        )
         .unwrap_err();
         let mut doc = json!({"a": {"b": [1, 2]}, "c~d": 1});
-        apply(&mut doc, &json!([
-            {"op": "add", "path": "/a/b/1", "value": 9},
-            {"op": "add", "path": "/a/b/-", "value": 3},
-            {"op": "remove", "path": "/c~0d"},
-            {"op": "test", "path": "/a/b", "value": [1, 9, 2, 3]},
-        ]))
+        apply(
+            &mut doc,
+            &json!([
+                {"op": "add", "path": "/a/b/1", "value": 9},
+                {"op": "add", "path": "/a/b/-", "value": 3},
+                {"op": "remove", "path": "/c~0d"},
+                {"op": "test", "path": "/a/b", "value": [1, 9, 2, 3]},
+            ]),
+        )
         .unwrap();
         assert_eq!(doc, json!({"a": {"b": [1, 9, 2, 3]}}));
     }

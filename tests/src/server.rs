@@ -56,7 +56,8 @@ impl Server {
 
     /// Send a signal by name (TERM, HUP, KILL).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill runs");
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill runs");
         assert!(status.success(), "kill -{name} failed");
     }
 
@@ -86,13 +87,20 @@ impl Server {
             if let Some(event) = self.logs().into_iter().find(|e| message(e).contains(needle)) {
                 return event;
             }
-            assert!(Instant::now() < deadline, "no log line containing {needle:?} within {timeout:?}; logs: {:#?}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no log line containing {needle:?} within {timeout:?}; logs: {:#?}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn metrics_text(&self) -> String {
-        let out = Command::new("curl").args(["-sS", &format!("http://{}/metrics", self.metrics)]).output().expect("curl runs");
+        let out = Command::new("curl")
+            .args(["-sS", &format!("http://{}/metrics", self.metrics)])
+            .output()
+            .expect("curl runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -158,16 +166,25 @@ impl ServerBuilder {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let event = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({"fields": {"message": line}}));
+                let event =
+                    serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({"fields": {"message": line}}));
                 sink.lock().expect("log lock").push(event);
             }
         });
-        let mut server = Server { child: Some(child), listen: "0.0.0.0:0".parse().expect("addr"), metrics: "0.0.0.0:0".parse().expect("addr"), ca, logs, _dir: dir };
+        let mut server = Server {
+            child: Some(child),
+            listen: "0.0.0.0:0".parse().expect("addr"),
+            metrics: "0.0.0.0:0".parse().expect("addr"),
+            ca,
+            logs,
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(ready) = server.logs().iter().find(|e| message(e) == "ready") {
                 server.listen = ready["fields"]["listen"].as_str().expect("listen field").parse().expect("listen addr");
-                server.metrics = ready["fields"]["metrics"].as_str().expect("metrics field").parse().expect("metrics addr");
+                server.metrics =
+                    ready["fields"]["metrics"].as_str().expect("metrics field").parse().expect("metrics addr");
                 return server;
             }
             if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {

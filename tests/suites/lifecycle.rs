@@ -31,7 +31,11 @@ struct Load {
 
 impl Load {
     async fn start(server: &Server, ca: &Path, connections: usize) -> Load {
-        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
+        let (stop, ok, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(std::sync::Mutex::new(Vec::new())),
+        );
         let mut tasks = Vec::new();
         for i in 0..connections {
             let protocol = if i % 2 == 0 { Protocol::Http2 } else { Protocol::Http1 };
@@ -48,7 +52,9 @@ impl Load {
                                 failed.lock().expect("lock").push(answer.response.to_string());
                             }
                         }
-                        Ok((status, body)) => failed.lock().expect("lock").push(format!("{status}: {}", String::from_utf8_lossy(&body))),
+                        Ok((status, body)) => {
+                            failed.lock().expect("lock").push(format!("{status}: {}", String::from_utf8_lossy(&body)))
+                        }
                         Err(err) => failed.lock().expect("lock").push(err.to_string()),
                     }
                 }
@@ -249,13 +255,18 @@ fn sigterm_drains_every_accepted_request() {
 fn a_bad_setting_at_start_up_stops_berth_with_the_policy_and_the_reason() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("berth.yaml");
-    std::fs::write(&config, tolerations_config("x").replace("effect: NoSchedule", "effect: Sometimes")).expect("config");
+    std::fs::write(&config, tolerations_config("x").replace("effect: NoSchedule", "effect: Sometimes"))
+        .expect("config");
     let (status, stderr) = Server::builder().config(&config).run_to_exit();
     assert!(!status.success());
     assert!(stderr.contains("policy \"tolerations\""), "{stderr}");
-    assert!(stderr.contains("settings.tolerations[0].effect: must be NoSchedule, PreferNoSchedule or NoExecute"), "{stderr}");
+    assert!(
+        stderr.contains("settings.tolerations[0].effect: must be NoSchedule, PreferNoSchedule or NoExecute"),
+        "{stderr}"
+    );
 
-    std::fs::write(&config, tolerations_config("x").replace("    mode: mutate", "    mode: mutate\n    tmeout: 1s")).expect("config");
+    std::fs::write(&config, tolerations_config("x").replace("    mode: mutate", "    mode: mutate\n    tmeout: 1s"))
+        .expect("config");
     let (status, stderr) = Server::builder().config(&config).run_to_exit();
     assert!(!status.success());
     assert!(stderr.contains("unknown field `tmeout`") && stderr.contains("line 5"), "{stderr}");

@@ -39,7 +39,12 @@ fn every_fixture_over_h2_and_http1() {
                 let (status, body) = client.post("/mutate", again.to_string()).await.expect("reinvoke");
                 assert_eq!(status, StatusCode::OK);
                 let second = check(&again, &body);
-                assert!(second.patch.is_none(), "{}: second pass patched again: {:?}", fixture.file_name(), second.patch);
+                assert!(
+                    second.patch.is_none(),
+                    "{}: second pass patched again: {:?}",
+                    fixture.file_name(),
+                    second.patch
+                );
                 // The validating webhook sees the final object and lets it in.
                 let (status, body) = client.post("/validate", again.to_string()).await.expect("validate");
                 assert_eq!(status, StatusCode::OK);
@@ -89,14 +94,24 @@ fn bad_input_gets_a_status_and_a_reason() {
     wrong_kind["kind"] = json!("ConversionReview");
 
     let cases: Vec<(&str, String, StatusCode, String)> = vec![
-        ("not JSON", "{\"apiVersion\": ".into(), StatusCode::BAD_REQUEST, "invalid AdmissionReview: body is not JSON".into()),
+        (
+            "not JSON",
+            "{\"apiVersion\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid AdmissionReview: body is not JSON".into(),
+        ),
         (
             "wrong apiVersion",
             wrong_version.to_string(),
             StatusCode::BAD_REQUEST,
             "apiVersion must be admission.k8s.io/v1, got \"admission.k8s.io/v1beta1\"".into(),
         ),
-        ("wrong kind", wrong_kind.to_string(), StatusCode::BAD_REQUEST, "kind must be AdmissionReview, got \"ConversionReview\"".into()),
+        (
+            "wrong kind",
+            wrong_kind.to_string(),
+            StatusCode::BAD_REQUEST,
+            "kind must be AdmissionReview, got \"ConversionReview\"".into(),
+        ),
         (
             "no request",
             json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string(),

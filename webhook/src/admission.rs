@@ -55,8 +55,14 @@ pub enum PolicyResult {
     Allowed,
     /// The ops this policy added to the response's patch.
     Mutated(Vec<PatchOperation>),
-    Denied { code: u16, message: String },
-    Failed { error: PluginError, failure_policy: FailurePolicy },
+    Denied {
+        code: u16,
+        message: String,
+    },
+    Failed {
+        error: PluginError,
+        failure_policy: FailurePolicy,
+    },
 }
 
 /// The answer to one review, and how each policy got there.
@@ -107,7 +113,7 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
                         failed(PluginError::BadOutput("a patch for a request without an object".into()), policy)
                     }
                     PluginDecision::Mutate(patch) => match working.apply(&original, &patch) {
-                        Ok(ops) if ops.is_empty() => PolicyResult::Allowed,
+                        Ok([]) => PolicyResult::Allowed,
                         Ok(ops) => {
                             let ops = ops.to_vec();
                             // Serialized again only if another policy runs.
@@ -141,7 +147,12 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
     finish(request, original, response, outcomes)
 }
 
-fn finish(mut request: AdmissionRequest, original: Value, response: AdmissionResponse, outcomes: Vec<PolicyOutcome>) -> Admitted {
+fn finish(
+    mut request: AdmissionRequest,
+    original: Value,
+    response: AdmissionResponse,
+    outcomes: Vec<PolicyOutcome>,
+) -> Admitted {
     request.object = (!original.is_null()).then_some(original);
     Admitted { request, response, outcomes }
 }
@@ -182,7 +193,12 @@ fn validate(matched: &[&Policy], review: Review<'_>) -> Admitted {
         response.deny(*code, message);
         let denied_by = outcomes
             .iter()
-            .filter(|o| matches!(o.result, PolicyResult::Denied { .. } | PolicyResult::Failed { failure_policy: FailurePolicy::Fail, .. }))
+            .filter(|o| {
+                matches!(
+                    o.result,
+                    PolicyResult::Denied { .. } | PolicyResult::Failed { failure_policy: FailurePolicy::Fail, .. }
+                )
+            })
             .map(|o| o.policy.to_string())
             .collect::<Vec<_>>()
             .join(",");

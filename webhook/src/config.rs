@@ -35,6 +35,9 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(default)]
     pub policies: Vec<PolicySpec>,
+    /// The audit log (docs/AUDIT.md).
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,7 +168,8 @@ fn default_memory() -> usize {
 
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
-    humantime::parse_duration(&text).map_err(|err| serde::de::Error::custom(format!("{text:?} is not a duration ({err}); write 100ms, 2s")))
+    humantime::parse_duration(&text)
+        .map_err(|err| serde::de::Error::custom(format!("{text:?} is not a duration ({err}); write 100ms, 2s")))
 }
 
 fn byte_size<'de, D: Deserializer<'de>>(de: D) -> Result<usize, D::Error> {
@@ -230,10 +234,10 @@ impl Config {
             if policy.timeout.is_zero() || policy.timeout > Duration::from_secs(30) {
                 return Err(invalid("timeout must be between 1ms and 30s (the apiserver waits at most 30s)".into()));
             }
-            if let Some(sha) = &policy.sha256 {
-                if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(invalid("sha256 must be 64 hex digits".into()));
-                }
+            if let Some(sha) = &policy.sha256
+                && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(invalid("sha256 must be 64 hex digits".into()));
             }
             if let Some(selector) = &policy.matcher.namespace_selector {
                 let keys = selector.match_labels.keys().chain(selector.match_expressions.iter().map(|e| &e.key));
@@ -261,7 +265,11 @@ impl Config {
         DEFAULT_POLICY_FILES
             .iter()
             .map(|(origin, text)| {
-                Ok(Source { config: Self::parse(text, origin)?, base_dir: PathBuf::new(), origin: (*origin).to_owned() })
+                Ok(Source {
+                    config: Self::parse(text, origin)?,
+                    base_dir: PathBuf::new(),
+                    origin: (*origin).to_owned(),
+                })
             })
             .collect()
     }
@@ -280,7 +288,8 @@ mod tests {
 
     #[test]
     fn defaults_and_units() {
-        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: validate\n    memoryLimit: 16Mi\n";
+        let text =
+            "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: validate\n    memoryLimit: 16Mi\n";
         let config = Config::parse(text, "berth.yaml").unwrap();
         let policy = &config.policies[0];
         assert_eq!(policy.timeout, Duration::from_millis(100));

@@ -25,7 +25,10 @@ impl Matcher {
         let namespace = request.namespace.as_deref().unwrap_or("");
         (spec.operations.is_empty() || spec.operations.iter().any(|op| op.matches(request.operation)))
             && (spec.resources.is_empty()
-                || spec.resources.iter().any(|r| resource_matches(r, &request.resource.resource, request.sub_resource.as_deref())))
+                || spec
+                    .resources
+                    .iter()
+                    .any(|r| resource_matches(r, &request.resource.resource, request.sub_resource.as_deref())))
             && (spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace))
             && !spec.exclude_namespaces.iter().any(|n| n == namespace)
             && spec.namespace_selector.as_ref().is_none_or(|s| {

@@ -93,7 +93,8 @@ impl Default for WorkingCopy {
 }
 
 fn touches_protected(op: &PatchOperation) -> bool {
-    let is_prefix = |path: &str| PROTECTED.iter().any(|p| *p == path || p.starts_with(&format!("{path}/")) || path.is_empty());
+    let is_prefix =
+        |path: &str| PROTECTED.iter().any(|p| *p == path || p.starts_with(&format!("{path}/")) || path.is_empty());
     let from = match op {
         PatchOperation::Move(m) => Some(m.from.as_str()),
         _ => None,
@@ -135,8 +136,11 @@ mod tests {
         let err = copy.apply(&original, r#"[{"op":"replace","path":"","value":{"kind":"Pod"}}]"#).unwrap_err();
         assert_eq!(err, PatchError::Protected("/apiVersion"));
         // Replacing the metadata while keeping the identity is allowed.
-        copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"p","namespace":"ns","labels":{"x":"y"}}}]"#)
-            .unwrap();
+        copy.apply(
+            &original,
+            r#"[{"op":"replace","path":"/metadata","value":{"name":"p","namespace":"ns","labels":{"x":"y"}}}]"#,
+        )
+        .unwrap();
         assert!(copy.finish(&original).is_some());
     }
 
@@ -146,7 +150,10 @@ mod tests {
         let mut copy = WorkingCopy::new();
         assert!(matches!(copy.apply(&original, "not json"), Err(PatchError::NotAPatch(_))));
         assert!(matches!(copy.apply(&original, r#"{"op":"add"}"#), Err(PatchError::NotAPatch(_))));
-        assert!(matches!(copy.apply(&original, r#"[{"op":"remove","path":"/spec/nothing"}]"#), Err(PatchError::DoesNotApply(_))));
+        assert!(matches!(
+            copy.apply(&original, r#"[{"op":"remove","path":"/spec/nothing"}]"#),
+            Err(PatchError::DoesNotApply(_))
+        ));
         assert!(copy.finish(&original).is_none());
     }
 

@@ -100,27 +100,36 @@ fn load_plugin(runtime: &Runtime, spec: &PolicySpec, source: &Source) -> Result<
         None => {
             let path = source.base_dir.join(&spec.plugin);
             std::fs::read(&path)
-                .map_err(|error| PolicySetError::ReadPlugin { policy: policy.clone(), path: path.display().to_string(), error })?
+                .map_err(|error| PolicySetError::ReadPlugin {
+                    policy: policy.clone(),
+                    path: path.display().to_string(),
+                    error,
+                })?
                 .into()
         }
     };
-    let plugin = runtime.load(&spec.plugin, &wasm).map_err(|error| PolicySetError::Load { policy: policy.clone(), error })?;
-    if let Some(expected) = &spec.sha256 {
-        if !expected.eq_ignore_ascii_case(plugin.sha256()) {
-            let error = LoadError::Checksum {
-                source_name: spec.plugin.clone(),
-                expected: expected.to_lowercase(),
-                actual: plugin.sha256().to_owned(),
-            };
-            return Err(PolicySetError::Load { policy, error });
-        }
+    let plugin =
+        runtime.load(&spec.plugin, &wasm).map_err(|error| PolicySetError::Load { policy: policy.clone(), error })?;
+    if let Some(expected) = &spec.sha256
+        && !expected.eq_ignore_ascii_case(plugin.sha256())
+    {
+        let error = LoadError::Checksum {
+            source_name: spec.plugin.clone(),
+            expected: expected.to_lowercase(),
+            actual: plugin.sha256().to_owned(),
+        };
+        return Err(PolicySetError::Load { policy, error });
     }
     Ok(plugin)
 }
 
 fn prepare(runtime: &Runtime, spec: &PolicySpec, plugin: Arc<Plugin>) -> Result<Policy, PolicySetError> {
     if spec.memory_limit > runtime.max_memory() {
-        return Err(PolicySetError::MemoryLimit { policy: spec.name.clone(), limit: spec.memory_limit, max: runtime.max_memory() });
+        return Err(PolicySetError::MemoryLimit {
+            policy: spec.name.clone(),
+            limit: spec.memory_limit,
+            max: runtime.max_memory(),
+        });
     }
     let name: Arc<str> = spec.name.as_str().into();
     let limits = CallLimits { timeout: spec.timeout, memory: spec.memory_limit };

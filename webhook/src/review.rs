@@ -267,7 +267,9 @@ mod tests {
     fn refuses_what_the_apiserver_would_never_send() {
         assert!(matches!(Review::parse(b"{not json"), Err(ReviewError::NotJson(_))));
         let wrong_version = review(POD).replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
-        assert!(matches!(Review::parse(wrong_version.as_bytes()), Err(ReviewError::WrongApiVersion(v)) if v == "admission.k8s.io/v1beta1"));
+        assert!(
+            matches!(Review::parse(wrong_version.as_bytes()), Err(ReviewError::WrongApiVersion(v)) if v == "admission.k8s.io/v1beta1")
+        );
         let wrong_kind = review(POD).replace("\"AdmissionReview\"", "\"Pod\"");
         assert!(matches!(Review::parse(wrong_kind.as_bytes()), Err(ReviewError::WrongKind(_))));
         let no_request = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#;

@@ -8,8 +8,8 @@ wit_bindgen::generate!({
     default_bindings_module: "berth_sdk::guest",
 });
 
-pub use self::berth::policy::types::Verdict as WitVerdict;
 use self::berth::policy::host;
+pub use self::berth::policy::types::Verdict as WitVerdict;
 use self::berth::policy::types::{Decision as WitDecision, Denial};
 use crate::{Decision, Verdict as SdkVerdict, log::Level};
 

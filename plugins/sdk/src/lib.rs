@@ -89,13 +89,9 @@ macro_rules! export_plugin {
                 fn validate_settings(settings: String) -> Result<(), String> {
                     $crate::glue::validate_settings::<$settings>(&settings)
                 }
-                fn evaluate(
-                    request: String,
-                    settings: String,
-                ) -> Result<$crate::guest::WitVerdict, String> {
+                fn evaluate(request: String, settings: String) -> Result<$crate::guest::WitVerdict, String> {
                     $crate::guest::install_panic_hook();
-                    $crate::glue::evaluate::<$settings>($evaluate, &request, &settings)
-                        .map($crate::guest::into_wit)
+                    $crate::glue::evaluate::<$settings>($evaluate, &request, &settings).map($crate::guest::into_wit)
                 }
             }
             $crate::guest::export!(Plugin with_types_in $crate::guest);

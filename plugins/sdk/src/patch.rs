@@ -97,9 +97,6 @@ mod tests {
     #[test]
     fn patch_serializes_as_rfc6902() {
         let patch = Patch::new().add("/spec/x", json!(1)).remove("/spec/y");
-        assert_eq!(
-            patch.to_json(),
-            r#"[{"op":"add","path":"/spec/x","value":1},{"op":"remove","path":"/spec/y"}]"#
-        );
+        assert_eq!(patch.to_json(), r#"[{"op":"add","path":"/spec/x","value":1},{"op":"remove","path":"/spec/y"}]"#);
     }
 }

@@ -71,17 +71,19 @@ impl<'a> Request<'a> {
     /// The object being admitted, as `T`. Unknown fields are skipped, so a
     /// small struct with only the fields the policy reads is the fast path.
     pub fn object<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let raw = self.object.filter(|raw| raw.get() != "null").ok_or_else(|| {
-            Error::msg(format!("{:?} request has no object", self.operation))
-        })?;
+        let raw = self
+            .object
+            .filter(|raw| raw.get() != "null")
+            .ok_or_else(|| Error::msg(format!("{:?} request has no object", self.operation)))?;
         serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("object: {err}")))
     }
 
     /// The stored object, for UPDATE and DELETE.
     pub fn old_object<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let raw = self.old_object.filter(|raw| raw.get() != "null").ok_or_else(|| {
-            Error::msg(format!("{:?} request has no oldObject", self.operation))
-        })?;
+        let raw = self
+            .old_object
+            .filter(|raw| raw.get() != "null")
+            .ok_or_else(|| Error::msg(format!("{:?} request has no oldObject", self.operation)))?;
         serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("oldObject: {err}")))
     }
 

@@ -42,9 +42,8 @@ impl std::error::Error for SettingsError {}
 /// Parse and validate settings; serde's errors keep the path of the field.
 pub(crate) fn parse<S: Settings>(json: &str) -> Result<S, SettingsError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let settings: S = serde_path_to_error::deserialize(de).map_err(|err| {
-        SettingsError::new(err.path().to_string(), err.inner().to_string())
-    })?;
+    let settings: S = serde_path_to_error::deserialize(de)
+        .map_err(|err| SettingsError::new(err.path().to_string(), err.inner().to_string()))?;
     settings.validate()?;
     Ok(settings)
 }

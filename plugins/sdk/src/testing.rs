@@ -50,8 +50,7 @@ impl<S: Settings> Harness<S> {
     /// Evaluate an AdmissionReview file (a fixture or a captured review).
     pub fn run_file(&self, path: impl AsRef<Path>) -> Outcome {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
         self.run_review(&text)
     }
 
@@ -100,8 +99,7 @@ impl Outcome {
     pub fn object_value(&self) -> Value {
         let mut object = self.request.get("object").cloned().unwrap_or(Value::Null);
         if let Some(patch) = self.verdict().patch() {
-            let patch: json_patch::Patch =
-                serde_json::from_str(&patch.to_json()).expect("patch is RFC 6902");
+            let patch: json_patch::Patch = serde_json::from_str(&patch.to_json()).expect("patch is RFC 6902");
             json_patch::patch(&mut object, &patch).expect("patch applies to the object");
         }
         object

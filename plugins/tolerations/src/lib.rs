@@ -63,7 +63,10 @@ impl Settings for TolerationsSettings {
                     }
                 }
                 Some(other) => {
-                    return Err(SettingsError::new(field("operator"), format!("must be Equal or Exists, not {other:?}")));
+                    return Err(SettingsError::new(
+                        field("operator"),
+                        format!("must be Equal or Exists, not {other:?}"),
+                    ));
                 }
             }
             match t.effect.as_deref() {

@@ -78,7 +78,10 @@ impl EvalArgs {
 }
 
 /// The object after the response's patch, as the apiserver would store it.
-fn applied(object: Option<serde_json::Value>, response: &crate::review::AdmissionResponse) -> anyhow::Result<serde_json::Value> {
+fn applied(
+    object: Option<serde_json::Value>,
+    response: &crate::review::AdmissionResponse,
+) -> anyhow::Result<serde_json::Value> {
     let mut object = object.unwrap_or_default();
     if let Some(patch) = &response.patch {
         let bytes = base64::engine::general_purpose::STANDARD.decode(patch)?;

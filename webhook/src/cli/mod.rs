@@ -1,5 +1,6 @@
 //! The command line: typed arguments, one module per subcommand.
 
+mod audit;
 mod eval;
 mod serve;
 
@@ -25,6 +26,9 @@ enum Command {
     /// Run policies against AdmissionReview files, offline, exactly as the
     /// server would.
     Eval(eval::EvalArgs),
+    /// Read the audit log: denials, policy errors and mutations, from rotated
+    /// files and several replicas' logs merged by time.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -71,6 +75,7 @@ impl Args {
         match self.command {
             Command::Serve(args) => args.run(),
             Command::Eval(args) => args.run(),
+            Command::Audit(args) => args.run(),
         }
     }
 }

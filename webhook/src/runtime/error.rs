@@ -22,7 +22,9 @@ pub enum LoadError {
         #[source]
         error: wasmtime::Error,
     },
-    #[error("{source_name} does not fit the berth:policy world (wrong WIT version, or an import berth does not provide)")]
+    #[error(
+        "{source_name} does not fit the berth:policy world (wrong WIT version, or an import berth does not provide)"
+    )]
     Link {
         source_name: String,
         #[source]

@@ -42,12 +42,7 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self {
-            max_memory: 256 << 20,
-            max_instances: 64,
-            max_wasm_stack: 512 << 10,
-            cache: ArtifactCache::from_env(),
-        }
+        Self { max_memory: 256 << 20, max_instances: 64, max_wasm_stack: 512 << 10, cache: ArtifactCache::from_env() }
     }
 }
 
@@ -113,14 +108,7 @@ impl Runtime {
                 .map_err(RuntimeError::Ticker)?
         };
 
-        Ok(Self {
-            engine,
-            linker,
-            cache: options.cache,
-            max_memory: options.max_memory,
-            ticker: Some(ticker),
-            stop,
-        })
+        Ok(Self { engine, linker, cache: options.cache, max_memory: options.max_memory, ticker: Some(ticker), stop })
     }
 
     /// Compile (or load from the cache) and pre-instantiate a plugin.

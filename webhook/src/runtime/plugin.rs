@@ -33,7 +33,10 @@ pub struct PluginVerdict {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginDecision {
     Allow,
-    Deny { message: String, code: u16 },
+    Deny {
+        message: String,
+        code: u16,
+    },
     /// An RFC 6902 patch, as JSON text (checked by the caller).
     Mutate(String),
 }
@@ -62,8 +65,8 @@ impl Plugin {
             .linker()
             .instantiate_pre(&component)
             .map_err(|error| LoadError::Link { source_name: source.to_owned(), error })?;
-        let pre = PolicyPre::new(instance_pre)
-            .map_err(|error| LoadError::Link { source_name: source.to_owned(), error })?;
+        let pre =
+            PolicyPre::new(instance_pre).map_err(|error| LoadError::Link { source_name: source.to_owned(), error })?;
         Ok(Self { source: source.to_owned(), sha256, pre, engine: runtime.engine().clone() })
     }
 
@@ -87,7 +90,13 @@ impl Plugin {
     }
 
     /// Call `evaluate` on an AdmissionRequest (JSON) in a fresh instance.
-    pub fn evaluate(&self, policy: &Arc<str>, request: &str, settings: &str, limits: CallLimits) -> Result<PluginVerdict, PluginError> {
+    pub fn evaluate(
+        &self,
+        policy: &Arc<str>,
+        request: &str,
+        settings: &str,
+        limits: CallLimits,
+    ) -> Result<PluginVerdict, PluginError> {
         let (mut store, instance) = self.instantiate(policy, limits)?;
         let verdict = match instance.call_evaluate(&mut store, request, settings) {
             Ok(Ok(verdict)) => verdict,
@@ -102,7 +111,11 @@ impl Plugin {
         Ok(PluginVerdict { decision, warnings: verdict.warnings })
     }
 
-    fn instantiate(&self, policy: &Arc<str>, limits: CallLimits) -> Result<(Store<HostState>, super::Policy), PluginError> {
+    fn instantiate(
+        &self,
+        policy: &Arc<str>,
+        limits: CallLimits,
+    ) -> Result<(Store<HostState>, super::Policy), PluginError> {
         let mut store = Store::new(&self.engine, HostState::new(policy.clone(), limits.memory));
         store.limiter(|state| &mut state.limiter);
         // The deadline covers instantiation too (start functions run there).

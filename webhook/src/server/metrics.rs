@@ -57,8 +57,10 @@ impl Default for Metrics {
         let denials = Family::default();
         let policy_errors = Family::default();
         let timeouts = Family::default();
-        let policy_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
-        let request_duration = Family::<RequestLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        let policy_duration =
+            Family::<PolicyLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
+        let request_duration =
+            Family::<RequestLabels, Histogram>::new_with_constructor(latency_buckets as fn() -> Histogram);
         let audit_failures = Counter::default();
         let reloads = Family::default();
         let policies_loaded = Gauge::default();

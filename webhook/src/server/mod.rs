@@ -59,9 +59,14 @@ pub enum ServeError {
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// Generate a CA and a certificate for localhost/127.0.0.1 here.
-    Generate { dir: PathBuf },
+    Generate {
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -109,9 +114,8 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let cert = Arc::new(ReloadingCert::load(&cert_path, &key_path)?);
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(cert.clone())?));
 
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .map_err(|error| ServeError::Listen { addr: options.listen, error })?;
+    let listener =
+        TcpListener::bind(options.listen).await.map_err(|error| ServeError::Listen { addr: options.listen, error })?;
     let metrics_listener = TcpListener::bind(options.metrics_listen)
         .await
         .map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
@@ -151,11 +155,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
 
 /// The configuration sources: the files given, or the embedded default.
 pub fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, ConfigError> {
-    if paths.is_empty() {
-        Config::embedded_default()
-    } else {
-        paths.iter().map(|path| Config::read(path)).collect()
-    }
+    if paths.is_empty() { Config::embedded_default() } else { paths.iter().map(|path| Config::read(path)).collect() }
 }
 
 async fn serve(

@@ -52,7 +52,11 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, paths: &[PathBuf], why: &'sta
         }
         Ok(Err(err)) => {
             app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "refused" }).inc();
-            tracing::error!(why, "new configuration refused, the previous one keeps serving: {}", crate::error_chain(&err));
+            tracing::error!(
+                why,
+                "new configuration refused, the previous one keeps serving: {}",
+                crate::error_chain(&err)
+            );
         }
         Err(err) => tracing::error!(why, "configuration reload task failed: {err}"),
     }

@@ -121,7 +121,10 @@ pub fn serve_metrics(listener: TcpListener, app: Arc<App>) {
         .route(
             "/metrics",
             get(|State(app): State<Arc<App>>| async move {
-                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode())
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    app.metrics.encode(),
+                )
             }),
         )
         .with_state(app);

@@ -60,8 +60,10 @@ impl ReloadingCert {
     /// Re-read the files; swap if they changed and parse. A half-written
     /// pair (mid-rotation) fails to parse and is retried on the next poll.
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let cert = std::fs::read(&self.cert_path).map_err(|error| TlsError::Read { path: self.cert_path.clone(), error })?;
-        let key = std::fs::read(&self.key_path).map_err(|error| TlsError::Read { path: self.key_path.clone(), error })?;
+        let cert =
+            std::fs::read(&self.cert_path).map_err(|error| TlsError::Read { path: self.cert_path.clone(), error })?;
+        let key =
+            std::fs::read(&self.key_path).map_err(|error| TlsError::Read { path: self.key_path.clone(), error })?;
         let raw = [cert.as_slice(), key.as_slice()].concat();
         let mut loaded = self.loaded_from.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if *loaded == raw {

@@ -1,0 +1,218 @@
+//! # allowed-registries
+//!
+//! A validator: denies a Pod any of whose images (containers,
+//! initContainers, ephemeralContainers) is not from one of the listed
+//! registries. Images are normalised as Docker does, so `busybox` is from
+//! `docker.io`. The denial names every offending container and its image.
+
+use berth_reference::{Reference, RepositoryPrefix};
+use berth_sdk::{Error, Request, Settings, SettingsError, Verdict};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AllowedRegistriesSettings {
+    /// Registries (`harbor.example.com`, `localhost:5000`), each optionally
+    /// narrowed to a repository path prefix (`harbor.example.com/library`).
+    pub registries: Vec<Allowed>,
+}
+
+/// One entry of `registries`, parsed when the settings are read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Allowed(pub RepositoryPrefix);
+
+impl TryFrom<String> for Allowed {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        RepositoryPrefix::parse(&text).map(Allowed).map_err(|err| err.to_string())
+    }
+}
+
+impl Settings for AllowedRegistriesSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.registries.is_empty() {
+            return Err(SettingsError::new("registries", "must list at least one registry"));
+        }
+        for (i, entry) in self.registries.iter().enumerate() {
+            if self.registries[..i].contains(entry) {
+                return Err(SettingsError::new(format!("registries[{i}]"), format!("{} is listed twice", entry.0)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct Pod {
+    #[serde(default)]
+    spec: Spec,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    init_containers: Option<Vec<Container>>,
+    #[serde(default)]
+    containers: Option<Vec<Container>>,
+    #[serde(default)]
+    ephemeral_containers: Option<Vec<Container>>,
+}
+
+#[derive(Deserialize)]
+struct Container {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: Option<String>,
+}
+
+pub fn evaluate(request: &Request, settings: &AllowedRegistriesSettings) -> Result<Verdict, Error> {
+    if request.kind.kind != "Pod" {
+        return Err(Error::msg(format!("allowed-registries applies to Pods, not {}", request.kind.kind)));
+    }
+    let pod: Pod = request.object()?;
+    let Spec { init_containers, containers, ephemeral_containers } = pod.spec;
+    let mut offences = Vec::new();
+    for container in [init_containers, containers, ephemeral_containers].into_iter().flatten().flatten() {
+        let Some(image) = container.image.filter(|image| !image.is_empty()) else { continue };
+        match Reference::parse(&image) {
+            Ok(reference) if settings.registries.iter().any(|allowed| allowed.0.contains(&reference)) => {}
+            Ok(reference) => offences.push(format!(
+                "container {:?} image {:?} is not from an allowed registry ({})",
+                container.name,
+                reference.to_string(),
+                allowed_list(settings)
+            )),
+            Err(err) => offences.push(format!(
+                "container {:?} image {image:?} is not a valid image reference: {}",
+                container.name,
+                err.kind()
+            )),
+        }
+    }
+    if offences.is_empty() { Ok(Verdict::allow()) } else { Ok(Verdict::deny(offences.join("; "))) }
+}
+
+fn allowed_list(settings: &AllowedRegistriesSettings) -> String {
+    settings.registries.iter().map(|allowed| allowed.0.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+berth_sdk::export_plugin!(AllowedRegistriesSettings, evaluate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_sdk::{Decision, testing::Harness};
+    use serde_json::{Value, json};
+
+    const FIXTURES: &str = "../../tests/fixtures";
+
+    fn harness() -> Harness<AllowedRegistriesSettings> {
+        Harness::new(evaluate).settings(json!({"registries": ["harbor.example.com"]}))
+    }
+
+    fn denial(verdict: &Verdict) -> &str {
+        match &verdict.decision {
+            Decision::Deny { message, code } => {
+                assert_eq!(*code, 403);
+                message
+            }
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    fn pod_request(spec: Value) -> Value {
+        json!({
+            "uid": "u", "operation": "CREATE",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+        })
+    }
+
+    #[test]
+    fn denies_docker_hub_images_naming_every_container() {
+        let outcome = harness().run_file(format!("{FIXTURES}/pulsar/reviews/005-pod-pulsar-bookie-0.json"));
+        assert_eq!(
+            denial(outcome.verdict()),
+            "container \"pulsar-bookkeeper-verify-clusterid\" image \"docker.io/apachepulsar/pulsar-all:4.0.12\" is not from an allowed registry (harbor.example.com); \
+             container \"pulsar-bookie\" image \"docker.io/apachepulsar/pulsar-all:4.0.12\" is not from an allowed registry (harbor.example.com)"
+        );
+        let outcome = harness().run_file(format!("{FIXTURES}/kafka-zookeeper/reviews/002-pod-kafka-zookeeper-0.json"));
+        assert!(
+            denial(outcome.verdict())
+                .contains(r#"container "zookeeper" image "docker.io/bitnami/zookeeper:3.9.3-debian-12-r8""#)
+        );
+    }
+
+    #[test]
+    fn allows_images_from_the_listed_registries() {
+        let request = pod_request(json!({
+            "initContainers": [{"name": "init", "image": "harbor.example.com/library/library/busybox:1.36"}],
+            "containers": [{"name": "app", "image": "HARBOR.example.com/team/app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}],
+        }));
+        assert_eq!(harness().run_request(request).verdict(), &Verdict::allow());
+    }
+
+    #[test]
+    fn short_names_count_as_docker_hub() {
+        let h = Harness::new(evaluate).settings(json!({"registries": ["docker.io"]}));
+        let request = pod_request(
+            json!({"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "index.docker.io/x/y"}]}),
+        );
+        assert_eq!(h.run_request(request).verdict(), &Verdict::allow());
+        let h = Harness::new(evaluate).settings(json!({"registries": ["docker.io/library"]}));
+        let request = pod_request(
+            json!({"containers": [{"name": "a", "image": "busybox"}, {"name": "b", "image": "bitnami/kafka"}]}),
+        );
+        let outcome = h.run_request(request);
+        let message = denial(outcome.verdict());
+        assert!(
+            !message.contains(r#""a""#) && message.contains(r#"container "b" image "docker.io/bitnami/kafka""#),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_and_bad_images_are_checked() {
+        let request = pod_request(json!({
+            "containers": [{"name": "app", "image": "harbor.example.com/a"}],
+            "ephemeralContainers": [{"name": "debug", "image": "Busybox"}],
+        }));
+        let outcome = harness().run_request(request);
+        let message = denial(outcome.verdict());
+        assert!(message.contains(r#"container "debug" image "Busybox" is not a valid image reference"#), "{message}");
+        assert!(!message.contains("\"app\""), "{message}");
+    }
+
+    #[test]
+    fn registries_match_whole_hosts() {
+        let request = pod_request(json!({"containers": [{"name": "app", "image": "harbor.example.com.evil.io/a"}]}));
+        assert!(!harness().run_request(request).verdict().is_allowed());
+        let request = pod_request(json!({"containers": [{"name": "app", "image": "harbor.example.com:5000/a"}]}));
+        assert!(!harness().run_request(request).verdict().is_allowed());
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let err = |settings: Value| {
+            Harness::<AllowedRegistriesSettings>::new(evaluate).settings(settings).validate_settings().unwrap_err()
+        };
+        assert!(err(json!({"registries": []})).contains("settings.registries"));
+        let e = err(json!({"registries": ["harbor.example.com", "bitnami"]}));
+        assert!(e.contains("registries[1]") && e.contains("not a registry host"), "{e}");
+        let e = err(json!({"registries": ["harbor.example.com", "harbor.example.com"]}));
+        assert!(e.contains("registries[1]") && e.contains("twice"), "{e}");
+        let e = err(json!({"registry": ["harbor.example.com"]}));
+        assert!(e.contains("registry"), "{e}");
+    }
+
+    #[test]
+    fn pods_only() {
+        let outcome = harness().run_file(format!("{FIXTURES}/kafka-kraft/reviews/001-pvc-data-kafka-broker-0.json"));
+        assert!(outcome.error().unwrap().contains("PersistentVolumeClaim"));
+    }
+}

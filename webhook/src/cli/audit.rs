@@ -1,0 +1,280 @@
+//! `berth audit`: read the audit log (rotated files included, several logs
+//! merged by time), and `berth audit summary`: counts over a window.
+
+use crate::audit::reader::parse_since;
+use crate::audit::summary::{Table, format_row, one_line, truncate};
+use crate::audit::{AuditRecord, AuditSpec, Decision, Entry, Filter, LogReader, Summary};
+use crate::config::Config;
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Counts by policy, by namespace and by reason over a time window.
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    logs: LogArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Keep reading records as they are written (rotation included).
+    #[arg(long, short)]
+    follow: bool,
+    /// How to print.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+struct SummaryArgs {
+    #[command(flatten)]
+    logs: LogArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// How to print.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Rows per table.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct LogArgs {
+    /// An audit log file (its rotated files PATH.1, PATH.2 … are read too,
+    /// oldest first) or a directory of logs. Repeat to merge several
+    /// replicas' logs by time. Default: audit.path of --config, else
+    /// berth-audit.log.
+    #[arg(long = "log", value_name = "PATH")]
+    logs: Vec<PathBuf>,
+    /// berth.yaml, for its audit.path.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct FilterArgs {
+    /// Records at or after this: an RFC 3339 time, or a duration ago (1h, 30m, 2d).
+    #[arg(long, value_name = "TIME|DURATION")]
+    since: Option<String>,
+    /// Records before this: an RFC 3339 time, or a duration ago.
+    #[arg(long, value_name = "TIME|DURATION")]
+    until: Option<String>,
+    /// Only this namespace (repeat for several; a trailing * matches a prefix).
+    #[arg(long, short)]
+    namespace: Vec<String>,
+    /// Only this policy.
+    #[arg(long, short)]
+    policy: Vec<String>,
+    /// Only this kind (Pod) or resource (pods).
+    #[arg(long, short)]
+    kind: Vec<String>,
+    /// Only this user (system:serviceaccount:ci:*).
+    #[arg(long, short)]
+    user: Vec<String>,
+    /// Only records of this decision.
+    #[arg(long, value_enum)]
+    decision: Vec<DecisionArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DecisionArg {
+    Denied,
+    Error,
+    Mutated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// Aligned columns.
+    Table,
+    /// One JSON record per line, as written.
+    Json,
+}
+
+impl AuditArgs {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let result = match self.command {
+            Some(AuditCommand::Summary(args)) => args.run(),
+            None => self.list.run(),
+        };
+        match result {
+            // `berth audit | head`: not an error.
+            Err(err) if err.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
+                Ok(ExitCode::SUCCESS)
+            }
+            other => other,
+        }
+    }
+}
+
+impl LogArgs {
+    fn paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        if !self.logs.is_empty() {
+            return Ok(self.logs.clone());
+        }
+        let spec = match &self.config {
+            Some(path) => Config::read(path)?.config.audit.unwrap_or_default(),
+            None => AuditSpec::default(),
+        };
+        Ok(vec![spec.path])
+    }
+}
+
+impl FilterArgs {
+    fn filter(&self) -> anyhow::Result<Filter> {
+        let now = SystemTime::now();
+        let time = |text: &Option<String>, flag: &str| {
+            text.as_deref().map(|t| parse_since(t, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))).transpose()
+        };
+        Ok(Filter {
+            since: time(&self.since, "since")?,
+            until: time(&self.until, "until")?,
+            namespaces: self.namespace.clone(),
+            policies: self.policy.clone(),
+            kinds: self.kind.clone(),
+            users: self.user.clone(),
+            decisions: self
+                .decision
+                .iter()
+                .map(|d| match d {
+                    DecisionArg::Denied => Decision::Denied,
+                    DecisionArg::Error => Decision::Error,
+                    DecisionArg::Mutated => Decision::Mutated,
+                })
+                .collect(),
+        })
+    }
+}
+
+fn warn(reader: &mut LogReader) {
+    for warning in reader.take_warnings() {
+        eprintln!("warning: {warning}");
+    }
+}
+
+const HEADER: [&str; 9] = ["TIME", "ENDPOINT", "DECISION", "POLICY", "NAMESPACE", "KIND", "NAME", "USER", "MESSAGE"];
+
+fn row(record: &AuditRecord) -> [String; 9] {
+    let mut decision = record.decision.as_str().to_owned();
+    if record.decision == Decision::Error
+        && let Some(policy) = &record.failure_policy
+    {
+        decision = format!("error/{policy}");
+    }
+    if record.dry_run {
+        decision.push_str(" (dry run)");
+    }
+    let message = match record.decision {
+        Decision::Mutated => {
+            let ops = record.patch.as_ref().and_then(|p| p.as_array()).map_or(0, Vec::len);
+            format!("{ops} patch operation{}", if ops == 1 { "" } else { "s" })
+        }
+        Decision::Error => format!(
+            "{}: {}",
+            record.error_kind.as_deref().unwrap_or("error"),
+            record.message.as_deref().unwrap_or_default()
+        ),
+        Decision::Denied => record.message.clone().unwrap_or_default(),
+    };
+    [
+        humantime::format_rfc3339_millis(record.time).to_string(),
+        record.endpoint.clone(),
+        decision,
+        if record.policy.is_empty() { "(berth)".into() } else { truncate(&record.policy, 40) },
+        record.namespace.clone().unwrap_or_default(),
+        record.kind.kind.clone(),
+        truncate(&record.display_name(), 60),
+        truncate(&record.user, 50),
+        one_line(&message),
+    ]
+}
+
+impl ListArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let paths = self.logs.paths()?;
+        let filter = self.filter.filter()?;
+        let mut reader =
+            if self.follow { LogReader::follow(&paths, filter)? } else { LogReader::open(&paths, filter)? };
+        let mut out = io::stdout().lock();
+        let mut table = Table::new(HEADER);
+        let mut shown = 0usize;
+        while let Some(entry) = reader.next_entry() {
+            warn(&mut reader);
+            shown += 1;
+            match self.output {
+                Output::Json => writeln!(out, "{}", entry.line)?,
+                Output::Table => table.row(row(&entry.record)),
+            }
+        }
+        warn(&mut reader);
+        if self.output == Output::Table && (!table.is_empty() || self.follow) {
+            write!(out, "{}", table.render())?;
+        }
+        out.flush()?;
+        if !self.follow {
+            if shown == 0 {
+                eprintln!("no audit records match (read {})", describe(&reader));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Following: rows as they come, in the backlog's column widths.
+        let widths: Vec<usize> = table.widths().into_iter().map(|w| w.max(12)).collect();
+        loop {
+            let entries: Vec<Entry> = reader.poll(Duration::from_millis(500));
+            warn(&mut reader);
+            for entry in entries {
+                match self.output {
+                    Output::Json => writeln!(out, "{}", entry.line)?,
+                    Output::Table => write!(out, "{}", format_row(&row(&entry.record), &widths))?,
+                }
+            }
+            out.flush()?;
+        }
+    }
+}
+
+fn describe(reader: &LogReader) -> String {
+    let logs: Vec<String> = reader.logs().iter().map(|p| p.display().to_string()).collect();
+    if logs.is_empty() { "no logs".into() } else { logs.join(", ") }
+}
+
+impl SummaryArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let paths = self.logs.paths()?;
+        let filter = self.filter.filter()?;
+        let window = (filter.since, filter.until);
+        let mut reader = LogReader::open(&paths, filter)?;
+        let mut summary = Summary::default();
+        while let Some(entry) = reader.next_entry() {
+            warn(&mut reader);
+            summary.add(&entry.record);
+        }
+        warn(&mut reader);
+        let mut out = io::stdout().lock();
+        match self.output {
+            Output::Table => write!(out, "{}", summary.render(window, self.top))?,
+            Output::Json => {
+                writeln!(out, "{}", serde_json::to_string_pretty(&summary).context("encoding the summary")?)?
+            }
+        }
+        out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
