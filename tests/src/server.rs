@@ -96,6 +96,21 @@ impl Server {
         }
     }
 
+    /// The server's working directory (the default audit log is here).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Run the berth CLI (`berth audit ...`, say): its status, stdout, stderr.
+    pub fn cli(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+        let output = Command::new(binary()).args(args).output().expect("berth runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     pub fn metrics_text(&self) -> String {
         let out = Command::new("curl")
             .args(["-sS", &format!("http://{}/metrics", self.metrics)])

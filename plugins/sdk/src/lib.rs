@@ -94,7 +94,7 @@ macro_rules! export_plugin {
                     $crate::glue::evaluate::<$settings>($evaluate, &request, &settings).map($crate::guest::into_wit)
                 }
             }
-            $crate::guest::export!(Plugin with_types_in $crate::guest);
+    $crate::guest::export!(Plugin with_types_in $crate::guest);
         };
     };
 }

@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for requests in flight.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Where the audit log goes; overrides `audit.path` in berth.yaml.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
     /// How often certificate and configuration files are checked.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     watch_interval: Duration,
@@ -76,6 +79,7 @@ impl ServeArgs {
             drain_timeout: self.drain_timeout,
             watch_interval: self.watch_interval,
             runtime,
+            audit_log: self.audit_log,
         };
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -12,6 +12,7 @@ mod tls;
 pub use metrics::Metrics;
 pub use tls::{ReloadingCert, TlsError};
 
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError, Source};
 use crate::policy::{PolicySet, PolicySetError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
@@ -44,6 +45,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Certs(#[from] crate::certs::CertError),
+    #[error("opening the audit log")]
+    Audit(#[from] crate::audit::AuditError),
     #[error("listening on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -86,6 +89,8 @@ pub struct ServeOptions {
     /// How often certificate and configuration files are checked.
     pub watch_interval: Duration,
     pub runtime: RuntimeOptions,
+    /// Overrides the configuration's `audit.path`.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// What every request handler shares.
@@ -96,6 +101,7 @@ pub struct App {
     workers: Arc<Semaphore>,
     queue_timeout: Duration,
     max_body: usize,
+    audit: AuditLog,
 }
 
 /// Run until SIGTERM or SIGINT, then drain and return.
@@ -123,18 +129,30 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let metrics_addr =
         metrics_listener.local_addr().map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
 
+    // The audit log is opened once; a reload changes policies, not where
+    // records go (two writers on one file would tear each other's lines).
+    let sources = sources(&options.config)?;
+    let mut audit_spec = sources.iter().find_map(|s| s.config.audit.clone()).unwrap_or_default();
+    if let Some(path) = &options.audit_log {
+        audit_spec.path = path.clone();
+    }
+    let audit = AuditLog::open(&audit_spec)?;
+    if let Some(path) = audit.path() {
+        tracing::info!(path = %path.display(), on_error = ?audit.on_error(), "audit log");
+    }
+
     let app = Arc::new(App {
         policies: ArcSwapOption::empty(),
         metrics: Metrics::default(),
         workers: Arc::new(Semaphore::new(options.workers)),
         queue_timeout: options.queue_timeout,
         max_body: options.max_body,
+        audit,
     });
     routes::serve_metrics(metrics_listener, app.clone());
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
     // Load while already listening: /healthz answers, /readyz waits.
-    let sources = sources(&options.config)?;
     let loaded = {
         let runtime = runtime.clone();
         tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources))

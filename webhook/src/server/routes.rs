@@ -2,6 +2,7 @@
 
 use super::App;
 use crate::admission::{Endpoint, admit};
+use crate::audit::OnError;
 use crate::review::Review;
 use axum::Router;
 use axum::body::Bytes;
@@ -90,7 +91,7 @@ async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesReje
         }
     };
     app.metrics.admitted(&admitted);
-    let response = admitted.response;
+    let response = audit(&app, endpoint, &admitted).await.unwrap_or(admitted.response);
     let outcome = match (response.allowed, response.patch.is_some()) {
         (false, _) => "denied",
         (true, true) => "mutated",
@@ -108,6 +109,35 @@ async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesReje
     match serde_json::to_vec(&response.into_review()) {
         Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Err(err) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("berth: encoding the response: {err}")),
+    }
+}
+
+/// Record denials and policy errors (and mutations, if configured) before
+/// answering: an acknowledged denial is never lost. If the record cannot be
+/// written, `audit.onError` decides; `Some` is the response to send instead.
+async fn audit(
+    app: &App,
+    endpoint: Endpoint,
+    admitted: &crate::admission::Admitted,
+) -> Option<crate::review::AdmissionResponse> {
+    if !app.audit.wants(admitted) {
+        return None;
+    }
+    let records = app.audit.records(endpoint, &admitted.request, admitted);
+    let count = records.len() as u64;
+    let err = app.audit.write(records).await.err()?;
+    app.metrics.audit_failures.inc_by(count);
+    match app.audit.on_error() {
+        OnError::Deny => {
+            tracing::error!(uid = %admitted.request.uid, "audit log write failed; denying (audit.onError: deny): {err}");
+            let mut response = admitted.response.clone();
+            response.deny(500, format!("berth could not write its audit log, and audit.onError is deny: {err}"));
+            Some(response)
+        }
+        OnError::Allow => {
+            tracing::error!(uid = %admitted.request.uid, "audit log write failed; answering anyway (audit.onError: allow): {err}");
+            None
+        }
     }
 }
 
