@@ -2,6 +2,8 @@
 //! with the tolerations plugin:
 //!
 //! - `wasm_evaluate`: `Plugin::evaluate` (fresh instance, call, patch text back)
+//! - `wasm_evaluate_2_threads`: the same on two threads at once, reported
+//!   per call (wall time / calls): perfect scaling is half of the above
 //! - `admit`: the whole chain with one policy (parse the review, match, call,
 //!   apply the patch to a working copy, encode the base64 patch)
 //! - `parse_review`: `Review::parse` alone, the part of `admit` before any
@@ -11,6 +13,11 @@
 //!   evaluate, serialize the patch)
 //! - `instantiate_*`: instantiation plus the smallest call the public API
 //!   offers, an upper bound on instantiation alone
+//! - `native_whole_object`: the contract we did not choose, natively: the
+//!   plugin parses the whole Pod into k8s-openapi types, changes it, returns
+//!   the whole object, and the host diffs it against the original to get a
+//!   patch. Compare with `native_evaluate` (parse what you need, return a
+//!   patch).
 //!
 //! `cargo bench -p berth --bench evaluate` (about half a minute).
 
@@ -67,6 +74,27 @@ fn bench(c: &mut Criterion) {
     let config = Config::parse(&yaml, "bench").expect("config parses");
     let policies = PolicySet::load(&runtime, &[Source { config, base_dir: PathBuf::new(), origin: "bench".into() }])
         .expect("policies load");
+    // Both cores at once: wall time per call with two threads calling, so
+    // contention in instantiation (mprotect/madvise, the pool) shows up.
+    // Half of `wasm_evaluate` would be perfect scaling.
+    group.bench_function("wasm_evaluate_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let started = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    scope.spawn(|| {
+                        for _ in 0..iters {
+                            black_box(
+                                tolerations.evaluate(&policy, &raw_request, SETTINGS, limits).expect("evaluates"),
+                            );
+                        }
+                    });
+                }
+            });
+            started.elapsed() / 2
+        })
+    });
+
     group.bench_function("admit", |b| {
         b.iter(|| {
             let review = Review::parse(black_box(&body)).expect("a valid review");
@@ -82,6 +110,19 @@ fn bench(c: &mut Criterion) {
     group.bench_function("native_evaluate", |b| {
         b.iter(|| native_evaluate(black_box(&raw_request), SETTINGS).expect("a patch"))
     });
+
+    let object: serde_json::Value =
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json")["request"]["object"].clone();
+    let object_text = object.to_string();
+    let whole = native_whole_object(&object_text, &object);
+    let mut spurious = object.clone();
+    json_patch::patch(&mut spurious, &whole).expect("diff applies");
+    eprintln!(
+        "whole-object contract: {} patch ops for one added toleration (patch contract: 1); the round trip changed: {}",
+        whole.len(),
+        whole.iter().map(|op| op.path().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    group.bench_function("native_whole_object", |b| b.iter(|| native_whole_object(black_box(&object_text), &object)));
 
     group.bench_function("instantiate_validate_settings", |b| {
         b.iter(|| tolerations.validate_settings(&policy, black_box(SETTINGS), limits).expect("valid settings"))
@@ -109,6 +150,24 @@ fn native_evaluate(request: &str, settings: &str) -> Option<String> {
     let request = serde_json::from_str(request).expect("request parses");
     let verdict = berth_plugin_tolerations::evaluate(&request, &settings).expect("evaluates");
     verdict.patch().map(|patch| patch.to_json())
+}
+
+/// The whole-object alternative: typed round trip in the plugin, diff in
+/// the host.
+fn native_whole_object(object: &str, original: &serde_json::Value) -> json_patch::Patch {
+    use k8s_openapi::api::core::v1::{Pod, Toleration};
+    let mut pod: Pod = serde_json::from_str(object).expect("a Pod");
+    let spec = pod.spec.as_mut().expect("a spec");
+    spec.tolerations.get_or_insert_with(Vec::new).push(Toleration {
+        key: Some("dedicated".into()),
+        operator: Some("Equal".into()),
+        value: Some("pulsar".into()),
+        effect: Some("NoSchedule".into()),
+        toleration_seconds: None,
+    });
+    let returned = serde_json::to_string(&pod).expect("serializes");
+    let returned: serde_json::Value = serde_json::from_str(&returned).expect("json");
+    json_patch::diff(original, &returned)
 }
 
 criterion_group! {

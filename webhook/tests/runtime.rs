@@ -259,3 +259,37 @@ fn shadow_stack_overflow_is_stopped_as_a_memory_trap() {
     assert!(matches!(err, PluginError::Trap { trap: Trap::MemoryOutOfBounds, detail: None }), "{err:?}");
     assert_recovers(plugin);
 }
+
+/// The artifact cache: the first load compiles and stores the component,
+/// a later runtime loads it from disk, and a damaged entry is recompiled.
+#[test]
+fn compiled_plugins_are_cached_and_a_damaged_entry_is_recompiled() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let options = || RuntimeOptions { cache: ArtifactCache::at(dir.path()), ..options(4) };
+    let (source, wasm) = hostile_wasm();
+    let entries = || std::fs::read_dir(dir.path()).expect("cache dir").flatten().map(|e| e.path()).collect::<Vec<_>>();
+
+    let first = Runtime::new(options()).expect("runtime");
+    first.load(&source, &wasm).expect("compiles");
+    let cached = entries();
+    assert_eq!(cached.len(), 1, "one compiled artifact: {cached:?}");
+    assert!(cached[0].extension().is_some_and(|e| e == "cwasm"));
+    let stored = std::fs::read(&cached[0]).expect("artifact");
+
+    // A second runtime (a restart) uses the artifact as it is.
+    let second = Runtime::new(options()).expect("runtime");
+    let plugin = second.load(&source, &wasm).expect("loads from the cache");
+    assert_eq!(std::fs::read(&cached[0]).expect("artifact"), stored, "a cache hit rewrites nothing");
+    assert!(plugin.evaluate(&"p".into(), &request("a"), &settings("ok"), limits(100, 16 * MIB)).is_ok());
+
+    // A damaged artifact fails wasmtime's checks and is compiled again.
+    std::fs::write(&cached[0], b"not a compiled component").expect("damage");
+    let third = Runtime::new(options()).expect("runtime");
+    let plugin = third.load(&source, &wasm).expect("recompiles");
+    assert!(plugin.evaluate(&"p".into(), &request("b"), &settings("ok"), limits(100, 16 * MIB)).is_ok());
+    assert_ne!(
+        std::fs::read(&cached[0]).expect("artifact"),
+        b"not a compiled component",
+        "the damaged entry is replaced"
+    );
+}

@@ -40,7 +40,10 @@ impl ArtifactCache {
         let Some(path) = self.path(engine, sha256) else {
             return Component::new(engine, wasm);
         };
-        if path.exists() {
+        // Read into memory rather than `deserialize_file`: that one maps the
+        // file, and a file truncated under a running berth (by hand, or by a
+        // tool cleaning caches) would then kill it with SIGBUS.
+        if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: wasmtime requires that deserialized bytes come from
             // `Component::serialize` of a trusted engine. We only read files
             // this function wrote, named by the wasm's sha256 and the engine's
@@ -48,7 +51,7 @@ impl ArtifactCache {
             // berth (documented in ARCHITECTURE.md). wasmtime still checks the
             // header and configuration and fails cleanly on a mismatch.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(engine, &path) };
+            let loaded = unsafe { Component::deserialize(engine, &bytes) };
             match loaded {
                 Ok(component) => return Ok(component),
                 Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable cached plugin: {err}"),
