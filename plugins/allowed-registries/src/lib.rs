@@ -6,6 +6,7 @@
 //! `docker.io`. The denial names every offending container and its image.
 
 use berth_reference::{Reference, RepositoryPrefix};
+use berth_sdk::pod::PodImages;
 use berth_sdk::{Error, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
 
@@ -44,41 +45,12 @@ impl Settings for AllowedRegistriesSettings {
     }
 }
 
-#[derive(Deserialize)]
-struct Pod {
-    #[serde(default)]
-    spec: Spec,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    #[serde(default)]
-    init_containers: Option<Vec<Container>>,
-    #[serde(default)]
-    containers: Option<Vec<Container>>,
-    #[serde(default)]
-    ephemeral_containers: Option<Vec<Container>>,
-}
-
-#[derive(Deserialize)]
-struct Container {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    image: Option<String>,
-}
-
 pub fn evaluate(request: &Request, settings: &AllowedRegistriesSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "Pod" {
-        return Err(Error::msg(format!("allowed-registries applies to Pods, not {}", request.kind.kind)));
-    }
-    let pod: Pod = request.object()?;
-    let Spec { init_containers, containers, ephemeral_containers } = pod.spec;
+    request.require_kind("Pod", "allowed-registries")?;
+    let pod: PodImages = request.object()?;
     let mut offences = Vec::new();
-    for container in [init_containers, containers, ephemeral_containers].into_iter().flatten().flatten() {
-        let Some(image) = container.image.filter(|image| !image.is_empty()) else { continue };
-        match Reference::parse(&image) {
+    for container in pod.images() {
+        match Reference::parse(container.image) {
             Ok(reference) if settings.registries.iter().any(|allowed| allowed.0.contains(&reference)) => {}
             Ok(reference) => offences.push(format!(
                 "container {:?} image {:?} is not from an allowed registry ({})",
@@ -87,8 +59,9 @@ pub fn evaluate(request: &Request, settings: &AllowedRegistriesSettings) -> Resu
                 allowed_list(settings)
             )),
             Err(err) => offences.push(format!(
-                "container {:?} image {image:?} is not a valid image reference: {}",
+                "container {:?} image {:?} is not a valid image reference: {}",
                 container.name,
+                container.image,
                 err.kind()
             )),
         }

@@ -263,9 +263,7 @@ struct Outcome {
 }
 
 pub fn evaluate(request: &Request, settings: &NodePlacementSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "Pod" {
-        return Err(Error::msg(format!("node-placement applies to Pods, not {}", request.kind.kind)));
-    }
+    request.require_kind("Pod", "node-placement")?;
     let pod: Pod = request.object()?;
     let mut out = Outcome::default();
     node_selector(pod.spec.node_selector, settings, &mut out);

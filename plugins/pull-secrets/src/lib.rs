@@ -23,7 +23,7 @@ impl Settings for PullSecretsSettings {
         }
         for (i, name) in self.secrets.iter().enumerate() {
             let field = format!("secrets[{i}]");
-            if let Err(reason) = check_name(name) {
+            if let Err(reason) = berth_sdk::names::check_dns_subdomain(name) {
                 return Err(SettingsError::new(field, format!("{name:?} is not a valid Secret name: {reason}")));
             }
             if self.secrets[..i].contains(name) {
@@ -32,24 +32,6 @@ impl Settings for PullSecretsSettings {
         }
         Ok(())
     }
-}
-
-/// A DNS subdomain (RFC 1123), as Kubernetes object names are.
-fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("must have 1 to 253 characters");
-    }
-    for label in name.split('.') {
-        let bytes = label.as_bytes();
-        let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !edge_ok(bytes.first()) || !edge_ok(bytes.last()) {
-            return Err("each '.'-separated part must start and end with a lowercase letter or digit");
-        }
-        if !bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-') {
-            return Err("may have only lowercase letters, digits, '-' and '.'");
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -72,9 +54,7 @@ struct LocalObjectReference {
 }
 
 pub fn evaluate(request: &Request, settings: &PullSecretsSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "Pod" {
-        return Err(Error::msg(format!("pull-secrets applies to Pods, not {}", request.kind.kind)));
-    }
+    request.require_kind("Pod", "pull-secrets")?;
     let pod: Pod = request.object()?;
     let existing = pod.spec.image_pull_secrets.unwrap_or_default();
     let missing: Vec<&String> = settings

@@ -12,6 +12,7 @@
 //! error naming the container: the policy's failurePolicy decides.
 
 use berth_reference::{Reference, RepositoryPrefix};
+use berth_sdk::pod::Containers;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict, pointer};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,9 +23,6 @@ pub use berth_reference as reference;
 /// Where `annotateOriginal` records the images it replaced: a JSON object,
 /// container name → original image.
 pub const ORIGINAL_IMAGES_ANNOTATION: &str = "berth.dev/original-images";
-
-/// The container lists of a Pod spec, in the order they are rewritten.
-const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -140,26 +138,7 @@ struct Pod {
     #[serde(default)]
     metadata: Option<Box<RawValue>>,
     #[serde(default)]
-    spec: Spec,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    #[serde(default)]
-    init_containers: Option<Vec<Container>>,
-    #[serde(default)]
-    containers: Option<Vec<Container>>,
-    #[serde(default)]
-    ephemeral_containers: Option<Vec<Container>>,
-}
-
-#[derive(Deserialize)]
-struct Container {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    image: Option<String>,
+    spec: Containers,
 }
 
 #[derive(Default, Deserialize)]
@@ -169,22 +148,16 @@ struct Metadata {
 }
 
 pub fn evaluate(request: &Request, settings: &RegistryRewriteSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "Pod" {
-        return Err(Error::msg(format!("registry-rewrite applies to Pods, not {}", request.kind.kind)));
-    }
+    request.require_kind("Pod", "registry-rewrite")?;
     let pod: Pod = request.object()?;
-    let Spec { init_containers, containers, ephemeral_containers } = pod.spec;
     let mut patch = Patch::new();
     let mut originals: Vec<(String, String)> = Vec::new();
-    for (list, items) in CONTAINER_LISTS.iter().zip([init_containers, containers, ephemeral_containers]) {
-        for (i, container) in items.unwrap_or_default().into_iter().enumerate() {
-            let Some(image) = container.image.filter(|image| !image.is_empty()) else { continue };
-            let rewritten = rewrite(&image, &settings.rules)
-                .map_err(|err| Error::msg(format!("container {:?}: {err}", container.name)))?;
-            if let Some(rewritten) = rewritten {
-                patch = patch.replace(pointer(["spec", list, &i.to_string(), "image"]), rewritten);
-                originals.push((container.name, image));
-            }
+    for container in pod.spec.images() {
+        let rewritten = rewrite(container.image, &settings.rules)
+            .map_err(|err| Error::msg(format!("container {:?}: {err}", container.name)))?;
+        if let Some(rewritten) = rewritten {
+            patch = patch.replace(container.pointer(), rewritten);
+            originals.push((container.name.to_owned(), container.image.to_owned()));
         }
     }
     let mut verdict_warnings = Vec::new();

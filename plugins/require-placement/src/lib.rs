@@ -6,10 +6,13 @@
 //! empty), value and effect, as the tolerations plugin judges it;
 //! `tolerationSeconds` does not matter.
 
+use berth_sdk::pod::validate_tolerations;
 use berth_sdk::{Error, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+pub use berth_sdk::pod::Toleration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -20,57 +23,22 @@ pub struct RequirePlacementSettings {
     pub node_selector: BTreeMap<String, String>,
 }
 
-/// A toleration, as in a Pod spec (the tolerations plugin's shape).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Toleration {
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub operator: Option<String>,
-    #[serde(default)]
-    pub value: Option<String>,
-    #[serde(default)]
-    pub effect: Option<String>,
-    #[serde(default)]
-    pub toleration_seconds: Option<i64>,
-}
-
-impl Toleration {
-    fn operator(&self) -> &str {
-        self.operator.as_deref().filter(|op| !op.is_empty()).unwrap_or("Equal")
-    }
-
-    /// Whether `existing` (from the Pod) is this toleration.
-    fn is_present_as(&self, existing: &Value) -> bool {
-        let field = |name: &str| existing.get(name).and_then(Value::as_str).unwrap_or_default();
-        let operator = match field("operator") {
-            "" => "Equal",
-            op => op,
-        };
-        field("key") == self.key.as_deref().unwrap_or_default()
-            && operator == self.operator()
-            && field("value") == self.value.as_deref().unwrap_or_default()
-            && field("effect") == self.effect.as_deref().unwrap_or_default()
-    }
-
-    /// `key=value:Effect`, as kubectl prints taints; `key:Effect (Exists)`.
-    fn describe(&self) -> String {
-        let key = self.key.as_deref().unwrap_or_default();
-        let mut out = if self.operator() == "Exists" {
-            if key.is_empty() { "every taint".to_owned() } else { format!("{key} (Exists)") }
-        } else {
-            format!("{key}={}", self.value.as_deref().unwrap_or_default())
-        };
-        match self.effect.as_deref().filter(|e| !e.is_empty()) {
-            Some(effect) => {
-                out.push(':');
-                out.push_str(effect);
-            }
-            None => out.push_str(" (any effect)"),
+/// `key=value:Effect`, as kubectl prints taints; `key (Exists):Effect`.
+fn describe(toleration: &Toleration) -> String {
+    let key = toleration.key.as_deref().unwrap_or_default();
+    let mut out = if toleration.operator() == "Exists" {
+        if key.is_empty() { "every taint".to_owned() } else { format!("{key} (Exists)") }
+    } else {
+        format!("{key}={}", toleration.value.as_deref().unwrap_or_default())
+    };
+    match toleration.effect.as_deref().filter(|e| !e.is_empty()) {
+        Some(effect) => {
+            out.push(':');
+            out.push_str(effect);
         }
-        out
+        None => out.push_str(" (any effect)"),
     }
+    out
 }
 
 impl Settings for RequirePlacementSettings {
@@ -78,39 +46,7 @@ impl Settings for RequirePlacementSettings {
         if self.tolerations.is_empty() && self.node_selector.is_empty() {
             return Err(SettingsError::new(".", "require at least one of tolerations and nodeSelector"));
         }
-        for (i, t) in self.tolerations.iter().enumerate() {
-            let field = |name: &str| format!("tolerations[{i}].{name}");
-            match t.operator.as_deref() {
-                None | Some("Equal") => {
-                    if t.key.as_deref().unwrap_or("").is_empty() {
-                        return Err(SettingsError::new(field("key"), "is required with operator Equal"));
-                    }
-                }
-                Some("Exists") => {
-                    if t.value.as_deref().is_some_and(|v| !v.is_empty()) {
-                        return Err(SettingsError::new(field("value"), "must be empty with operator Exists"));
-                    }
-                }
-                Some(other) => {
-                    return Err(SettingsError::new(
-                        field("operator"),
-                        format!("must be Equal or Exists, not {other:?}"),
-                    ));
-                }
-            }
-            match t.effect.as_deref() {
-                None | Some("") | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
-                Some(other) => {
-                    return Err(SettingsError::new(
-                        field("effect"),
-                        format!("must be NoSchedule, PreferNoSchedule or NoExecute, not {other:?}"),
-                    ));
-                }
-            }
-            if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
-                return Err(SettingsError::new(field("tolerationSeconds"), "applies only to effect NoExecute"));
-            }
-        }
+        validate_tolerations(&self.tolerations, "tolerations")?;
         for key in self.node_selector.keys() {
             if key.is_empty() {
                 return Err(SettingsError::new("nodeSelector", "has an empty key"));
@@ -136,16 +72,14 @@ struct Spec {
 }
 
 pub fn evaluate(request: &Request, settings: &RequirePlacementSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "Pod" {
-        return Err(Error::msg(format!("require-placement applies to Pods, not {}", request.kind.kind)));
-    }
+    request.require_kind("Pod", "require-placement")?;
     let pod: Pod = request.object()?;
     let tolerations = pod.spec.tolerations.unwrap_or_default();
     let node_selector = pod.spec.node_selector.unwrap_or_default();
     let mut missing = Vec::new();
     for wanted in &settings.tolerations {
-        if !tolerations.iter().any(|t| wanted.is_present_as(t)) {
-            missing.push(format!("toleration {}", wanted.describe()));
+        if !wanted.is_present_in(&tolerations) {
+            missing.push(format!("toleration {}", describe(wanted)));
         }
     }
     for (key, value) in &settings.node_selector {

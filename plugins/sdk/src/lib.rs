@@ -39,6 +39,13 @@
 //!
 //! Build it with `cargo build --target wasm32-wasip2 --release`; test it
 //! natively with [`testing`], without Wasm.
+//!
+//! A policy for one kind of object starts with [`Request::require_kind`],
+//! which turns a request for any other kind into a policy error. What Pod
+//! policies share is in [`pod`]: the [`pod::Toleration`] settings type, with
+//! its validation and its test for a toleration the Pod already has, and
+//! [`pod::PodImages`], a partial Pod that reads only its containers' names
+//! and images.
 
 mod error;
 mod patch;
@@ -49,6 +56,8 @@ mod verdict;
 #[doc(hidden)]
 pub mod glue;
 pub mod log;
+pub mod names;
+pub mod pod;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

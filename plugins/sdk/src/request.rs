@@ -87,6 +87,17 @@ impl<'a> Request<'a> {
         serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("oldObject: {err}")))
     }
 
+    /// Fail unless the request is for an object of `kind` (`Pod`), with the
+    /// policy error `<plugin> applies to <kind>s, not <the request's kind>`
+    /// (`tolerations applies to Pods, not PersistentVolumeClaim`). Only the
+    /// kind is compared, not its group or version.
+    pub fn require_kind(&self, kind: &str, plugin: &str) -> Result<(), Error> {
+        if self.kind.kind == kind {
+            return Ok(());
+        }
+        Err(Error::msg(format!("{plugin} applies to {}, not {}", plural(kind), self.kind.kind)))
+    }
+
     /// Whether the request carries an object (it does not for DELETE).
     pub fn has_object(&self) -> bool {
         self.object.is_some_and(|raw| raw.get() != "null")
@@ -102,5 +113,58 @@ impl<'a> Request<'a> {
     #[cfg(feature = "k8s")]
     pub fn pvc(&self) -> Result<k8s_openapi::api::core::v1::PersistentVolumeClaim, Error> {
         self.object()
+    }
+}
+
+/// The English plural of a kind, for messages: `Pods`, `Ingresses`,
+/// `NetworkPolicies`.
+fn plural(kind: &str) -> String {
+    if ["s", "x", "z", "ch", "sh"].iter().any(|end| kind.ends_with(end)) {
+        format!("{kind}es")
+    } else if let Some(stem) = kind.strip_suffix('y').filter(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u'])) {
+        format!("{stem}ies")
+    } else {
+        format!("{kind}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: &str) -> String {
+        format!(
+            r#"{{"uid": "u", "operation": "CREATE", "kind": {{"version": "v1", "kind": "{kind}"}},
+                "resource": {{"version": "v1", "resource": "x"}}}}"#
+        )
+    }
+
+    #[test]
+    fn require_kind_names_the_plugin_and_both_kinds() {
+        let json = request("Pod");
+        let pod = Request::parse(&json).unwrap();
+        assert_eq!(pod.require_kind("Pod", "tolerations"), Ok(()));
+        let err = pod.require_kind("PersistentVolumeClaim", "storage-class").unwrap_err();
+        assert_eq!(err.message(), "storage-class applies to PersistentVolumeClaims, not Pod");
+        let json = request("PersistentVolumeClaim");
+        let claim = Request::parse(&json).unwrap();
+        let err = claim.require_kind("Pod", "tolerations").unwrap_err();
+        assert_eq!(err.message(), "tolerations applies to Pods, not PersistentVolumeClaim");
+        // Kinds are case-sensitive, as the apiserver sends them.
+        assert!(claim.require_kind("persistentvolumeclaim", "x").is_err());
+    }
+
+    #[test]
+    fn kinds_pluralize_as_in_english() {
+        for (kind, expected) in [
+            ("Pod", "Pods"),
+            ("Ingress", "Ingresses"),
+            ("NetworkPolicy", "NetworkPolicies"),
+            ("Gateway", "Gateways"),
+            ("Box", "Boxes"),
+            ("Patch", "Patches"),
+        ] {
+            assert_eq!(plural(kind), expected);
+        }
     }
 }

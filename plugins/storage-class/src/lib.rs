@@ -41,7 +41,7 @@ pub enum Mode {
 
 impl Settings for StorageClassSettings {
     fn validate(&self) -> Result<(), SettingsError> {
-        if let Err(reason) = check_name(&self.storage_class_name) {
+        if let Err(reason) = berth_sdk::names::check_dns_subdomain(&self.storage_class_name) {
             return Err(SettingsError::new(
                 "storageClassName",
                 format!("{:?} is not a valid StorageClass name: {reason}", self.storage_class_name),
@@ -52,7 +52,7 @@ impl Settings for StorageClassSettings {
                 return Err(SettingsError::new("allowed", "must list at least one class (leave it out to allow any)"));
             }
             for (i, name) in allowed.iter().enumerate() {
-                if let Err(reason) = check_name(name) {
+                if let Err(reason) = berth_sdk::names::check_dns_subdomain(name) {
                     return Err(SettingsError::new(
                         format!("allowed[{i}]"),
                         format!("{name:?} is not a valid StorageClass name: {reason}"),
@@ -70,24 +70,6 @@ impl Settings for StorageClassSettings {
         }
         Ok(())
     }
-}
-
-/// A DNS subdomain (RFC 1123), as Kubernetes object names are.
-fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("must have 1 to 253 characters");
-    }
-    for label in name.split('.') {
-        let bytes = label.as_bytes();
-        let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !edge_ok(bytes.first()) || !edge_ok(bytes.last()) {
-            return Err("each '.'-separated part must start and end with a lowercase letter or digit");
-        }
-        if !bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-') {
-            return Err("may have only lowercase letters, digits, '-' and '.'");
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -112,9 +94,7 @@ struct Spec {
 }
 
 pub fn evaluate(request: &Request, settings: &StorageClassSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "PersistentVolumeClaim" {
-        return Err(Error::msg(format!("storage-class applies to PersistentVolumeClaims, not {}", request.kind.kind)));
-    }
+    request.require_kind("PersistentVolumeClaim", "storage-class")?;
     if request.operation != Operation::Create {
         // storageClassName is immutable once the claim exists.
         return Ok(Verdict::allow());

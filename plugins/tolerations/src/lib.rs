@@ -5,9 +5,12 @@
 //! the apiserver adds) are kept, and one that is already present is never
 //! added again, so a second run changes nothing.
 
+use berth_sdk::pod::validate_tolerations;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
+
+pub use berth_sdk::pod::Toleration;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -15,74 +18,12 @@ pub struct TolerationsSettings {
     pub tolerations: Vec<Toleration>,
 }
 
-/// A toleration, as in a Pod spec.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Toleration {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effect: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub toleration_seconds: Option<i64>,
-}
-
-impl Toleration {
-    /// Whether `existing` (from the Pod) tolerates the same taints as this
-    /// one; a different `tolerationSeconds` does not make a second one.
-    fn is_present_as(&self, existing: &Value) -> bool {
-        let field = |name: &str| existing.get(name).and_then(Value::as_str).unwrap_or_default();
-        let operator = |op: &str| if op.is_empty() { "Equal".to_owned() } else { op.to_owned() };
-        field("key") == self.key.as_deref().unwrap_or_default()
-            && operator(field("operator")) == operator(self.operator.as_deref().unwrap_or_default())
-            && field("value") == self.value.as_deref().unwrap_or_default()
-            && field("effect") == self.effect.as_deref().unwrap_or_default()
-    }
-}
-
 impl Settings for TolerationsSettings {
     fn validate(&self) -> Result<(), SettingsError> {
         if self.tolerations.is_empty() {
             return Err(SettingsError::new("tolerations", "must list at least one toleration"));
         }
-        for (i, t) in self.tolerations.iter().enumerate() {
-            let field = |name: &str| format!("tolerations[{i}].{name}");
-            match t.operator.as_deref() {
-                None | Some("Equal") => {
-                    if t.key.as_deref().unwrap_or("").is_empty() {
-                        return Err(SettingsError::new(field("key"), "is required with operator Equal"));
-                    }
-                }
-                Some("Exists") => {
-                    if t.value.as_deref().is_some_and(|v| !v.is_empty()) {
-                        return Err(SettingsError::new(field("value"), "must be empty with operator Exists"));
-                    }
-                }
-                Some(other) => {
-                    return Err(SettingsError::new(
-                        field("operator"),
-                        format!("must be Equal or Exists, not {other:?}"),
-                    ));
-                }
-            }
-            match t.effect.as_deref() {
-                None | Some("") | Some("NoSchedule") | Some("PreferNoSchedule") | Some("NoExecute") => {}
-                Some(other) => {
-                    return Err(SettingsError::new(
-                        field("effect"),
-                        format!("must be NoSchedule, PreferNoSchedule or NoExecute, not {other:?}"),
-                    ));
-                }
-            }
-            if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
-                return Err(SettingsError::new(field("tolerationSeconds"), "applies only to effect NoExecute"));
-            }
-        }
-        Ok(())
+        validate_tolerations(&self.tolerations, "tolerations")
     }
 }
 
@@ -99,14 +40,12 @@ struct PodSpec {
 }
 
 pub fn evaluate(request: &Request, settings: &TolerationsSettings) -> Result<Verdict, Error> {
-    if request.kind.kind != "Pod" {
-        return Err(Error::msg(format!("tolerations applies to Pods, not {}", request.kind.kind)));
-    }
+    request.require_kind("Pod", "tolerations")?;
     let pod: Pod = request.object()?;
     let existing = pod.spec.tolerations.unwrap_or_default();
     let mut missing: Vec<&Toleration> = Vec::new();
     for wanted in &settings.tolerations {
-        let present = existing.iter().any(|t| wanted.is_present_as(t)) || missing.contains(&wanted);
+        let present = wanted.is_present_in(&existing) || missing.contains(&wanted);
         if !present {
             missing.push(wanted);
         }

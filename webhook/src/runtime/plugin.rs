@@ -7,8 +7,8 @@ use super::host::{HostState, MemoryLimitExceeded, truncate};
 use super::{EPOCH_TICK, PolicyPre, Runtime};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
-use wasmtime::{Store, Trap};
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Bounds on one call.
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +119,18 @@ impl Plugin {
         let mut store = Store::new(&self.engine, HostState::new(policy.clone(), limits.memory));
         store.limiter(|state| &mut state.limiter);
         // The deadline covers instantiation too (start functions run there).
+        // Epochs only say when to look at the clock: the ticker can lag under
+        // load and then catch up in a burst, so the decision is taken
+        // against real time, never early and at most a tick or two late.
+        let deadline = Instant::now() + limits.timeout;
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(deadline_ticks(deadline - now)))
+        });
         match self.pre.instantiate(&mut store) {
             Ok(instance) => Ok((store, instance)),
             Err(err) => Err(classify(err, &store, limits)),
