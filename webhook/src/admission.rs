@@ -275,3 +275,35 @@ fn outcome(policy: &Policy, elapsed: Duration, result: PolicyResult) -> PolicyOu
         result,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response() -> AdmissionResponse {
+        let request: AdmissionRequest = serde_json::from_value(serde_json::json!({
+            "uid": "u", "operation": "CREATE",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+        }))
+        .expect("request");
+        AdmissionResponse::from(&request)
+    }
+
+    #[test]
+    fn warnings_are_named_and_cut_to_120_characters() {
+        let mut response = response();
+        add_warnings(&mut response, "policy", vec!["short".into(), "é".repeat(300)]);
+        assert_eq!(response.warnings[0], "policy: short");
+        assert_eq!(response.warnings[1].chars().count(), MAX_WARNING);
+        assert!(response.warnings[1].starts_with("policy: éé") && response.warnings[1].ends_with('…'));
+    }
+
+    #[test]
+    fn warnings_stop_at_the_apiservers_total() {
+        let mut response = response();
+        add_warnings(&mut response, "p", (0..100).map(|i| format!("{i:0>100}")).collect());
+        let total: usize = response.warnings.iter().map(String::len).sum();
+        assert!(total <= MAX_WARNINGS_TOTAL && response.warnings.len() < 100, "{total}");
+    }
+}
