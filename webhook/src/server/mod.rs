@@ -108,6 +108,17 @@ pub struct App {
 pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let runtime = Arc::new(Runtime::new(options.runtime.clone())?);
 
+    let listener =
+        TcpListener::bind(options.listen).await.map_err(|error| ServeError::Listen { addr: options.listen, error })?;
+    let metrics_listener = TcpListener::bind(options.metrics_listen)
+        .await
+        .map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
+    let listen = listener.local_addr().map_err(|error| ServeError::Listen { addr: options.listen, error })?;
+    let metrics_addr =
+        metrics_listener.local_addr().map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
+
+    // Certificates after the listeners: a second berth that cannot bind must
+    // not overwrite the generated certificate of the one already serving.
     let (cert_path, key_path) = match &options.tls {
         TlsSource::Files { cert, key } => (cert.clone(), key.clone()),
         TlsSource::Generate { dir } => {
@@ -119,15 +130,6 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     };
     let cert = Arc::new(ReloadingCert::load(&cert_path, &key_path)?);
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(cert.clone())?));
-
-    let listener =
-        TcpListener::bind(options.listen).await.map_err(|error| ServeError::Listen { addr: options.listen, error })?;
-    let metrics_listener = TcpListener::bind(options.metrics_listen)
-        .await
-        .map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
-    let listen = listener.local_addr().map_err(|error| ServeError::Listen { addr: options.listen, error })?;
-    let metrics_addr =
-        metrics_listener.local_addr().map_err(|error| ServeError::Listen { addr: options.metrics_listen, error })?;
 
     // The audit log is opened once; a reload changes policies, not where
     // records go (two writers on one file would tear each other's lines).
