@@ -6,4 +6,5 @@ pub mod admission;
 pub mod client;
 pub mod fixtures;
 pub mod jsonpatch;
+pub mod kube;
 pub mod server;

@@ -157,6 +157,8 @@ impl ServerBuilder {
             .arg("--cache-dir")
             .arg(cache_dir())
             .env("BERTH_LOG", "info")
+            // Hermetic: never the in-cluster API of whatever runs the tests.
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .current_dir(dir.path());
         let ca = match &self.tls {
             Some((ca, cert, key)) => {

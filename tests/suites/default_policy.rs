@@ -36,7 +36,7 @@ fn berth() -> &'static Berth {
         })
         .expect("runtime");
         let sources = Config::embedded_default().expect("the embedded default parses");
-        let policies = PolicySet::load(&runtime, &sources).expect("the embedded default loads");
+        let policies = PolicySet::load(&runtime, &sources, None).expect("the embedded default loads");
         Berth { policies, _runtime: runtime }
     })
 }

@@ -72,8 +72,9 @@ fn bench(c: &mut Criterion) {
         "policies:\n  - name: pulsar-tolerations\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      operations: [CREATE]\n      resources: [pods]\n      objectSelector:\n        matchLabels:\n          app: pulsar\n    settings: {SETTINGS}\n"
     );
     let config = Config::parse(&yaml, "bench").expect("config parses");
-    let policies = PolicySet::load(&runtime, &[Source { config, base_dir: PathBuf::new(), origin: "bench".into() }])
-        .expect("policies load");
+    let policies =
+        PolicySet::load(&runtime, &[Source { config, base_dir: PathBuf::new(), origin: "bench".into() }], None)
+            .expect("policies load");
     // Both cores at once: wall time per call with two threads calling, so
     // contention in instantiation (mprotect/madvise, the pool) shows up.
     // Half of `wasm_evaluate` would be perfect scaling.

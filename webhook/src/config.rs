@@ -239,15 +239,6 @@ impl Config {
             {
                 return Err(invalid("sha256 must be 64 hex digits".into()));
             }
-            if let Some(selector) = &policy.matcher.namespace_selector {
-                let keys = selector.match_labels.keys().chain(selector.match_expressions.iter().map(|e| &e.key));
-                if let Some(key) = keys.into_iter().find(|k| *k != crate::matcher::NAMESPACE_NAME_LABEL) {
-                    return Err(invalid(format!(
-                        "match.namespaceSelector uses label {key:?}; berth reads no namespace objects yet, so only {} can be selected here. Select other namespace labels in the webhook configuration's namespaceSelector",
-                        crate::matcher::NAMESPACE_NAME_LABEL
-                    )));
-                }
-            }
         }
         Ok(config)
     }

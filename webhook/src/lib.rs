@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod matcher;
+pub mod namespaces;
 pub mod patch;
 pub mod policy;
 pub mod review;

@@ -2,8 +2,9 @@
 //! an object no policy matches costs no Wasm call.
 
 use crate::config::{LabelSelector, MatchSpec, OperationMatch, SelectorOperator};
+use crate::namespaces::Namespaces;
 use crate::review::AdmissionRequest;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The label every namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -20,7 +21,11 @@ impl From<MatchSpec> for Matcher {
 }
 
 impl Matcher {
-    pub fn matches(&self, request: &AdmissionRequest) -> bool {
+    /// Whether `request` is for this policy. `namespaces` gives namespace
+    /// labels when berth can read them; without it only the name label
+    /// (`kubernetes.io/metadata.name`) is known, and configurations that
+    /// need more are refused at load (policy.rs).
+    pub fn matches(&self, request: &AdmissionRequest, namespaces: Option<&Namespaces>) -> bool {
         let spec = &self.spec;
         let namespace = request.namespace.as_deref().unwrap_or("");
         (spec.operations.is_empty() || spec.operations.iter().any(|op| op.matches(request.operation)))
@@ -31,16 +36,54 @@ impl Matcher {
                     .any(|r| resource_matches(r, &request.resource.resource, request.sub_resource.as_deref())))
             && (spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace))
             && !spec.exclude_namespaces.iter().any(|n| n == namespace)
-            && spec.namespace_selector.as_ref().is_none_or(|s| {
-                let mut labels = Map::new();
-                labels.insert(NAMESPACE_NAME_LABEL.into(), Value::String(namespace.into()));
-                selector_matches(s, Some(&labels))
+            && spec.namespace_selector.as_ref().is_none_or(|s| namespace_matches(s, request, namespace, namespaces))
+            && spec.object_selector.as_ref().is_none_or(|s| {
+                let labels = request.labels();
+                selector_matches(s, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
             })
-            && spec.object_selector.as_ref().is_none_or(|s| selector_matches(s, request.labels()))
     }
 
     pub fn operations(&self) -> &[OperationMatch] {
         &self.spec.operations
+    }
+
+    /// Label keys the namespace selector reads besides the name label.
+    pub fn namespace_label_keys(&self) -> impl Iterator<Item = &str> {
+        let selector = self.spec.namespace_selector.iter();
+        selector
+            .flat_map(|s| s.match_labels.keys().chain(s.match_expressions.iter().map(|e| &e.key)))
+            .map(String::as_str)
+            .filter(|key| *key != NAMESPACE_NAME_LABEL)
+    }
+}
+
+/// Webhook semantics: a namespaced object is matched on its namespace's
+/// labels; a Namespace on its own labels; other cluster-scoped objects
+/// always match.
+fn namespace_matches(
+    selector: &LabelSelector,
+    request: &AdmissionRequest,
+    namespace: &str,
+    namespaces: Option<&Namespaces>,
+) -> bool {
+    if namespace.is_empty() {
+        if request.kind.kind != "Namespace" {
+            return true;
+        }
+        let labels = request.labels();
+        return selector_matches(selector, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str));
+    }
+    let with_name = |labels: Option<&crate::namespaces::Labels>| {
+        selector_matches(selector, |key| {
+            if key == NAMESPACE_NAME_LABEL {
+                return Some(namespace);
+            }
+            labels.and_then(|l| l.get(key)).map(String::as_str)
+        })
+    };
+    match namespaces {
+        Some(namespaces) => namespaces.with_labels(namespace, with_name),
+        None => with_name(None),
     }
 }
 
@@ -56,8 +99,8 @@ fn resource_matches(rule: &str, resource: &str, sub: Option<&str>) -> bool {
     }
 }
 
-pub fn selector_matches(selector: &LabelSelector, labels: Option<&Map<String, Value>>) -> bool {
-    let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+/// A label selector against labels looked up by `get`.
+pub fn selector_matches<'a>(selector: &LabelSelector, get: impl Fn(&str) -> Option<&'a str>) -> bool {
     selector.match_labels.iter().all(|(k, v)| get(k) == Some(v.as_str()))
         && selector.match_expressions.iter().all(|expr| {
             let value = get(&expr.key);
@@ -114,10 +157,45 @@ mod tests {
             ..Default::default()
         };
         let m = Matcher::from(spec);
-        assert!(m.matches(&request("CREATE", "pods", None, json!({"app": "pulsar", "component": "broker"}))));
-        assert!(!m.matches(&request("CREATE", "pods", None, json!({"app": "pulsar", "component": "bookie"}))));
-        assert!(!m.matches(&request("UPDATE", "pods", None, json!({"app": "pulsar"}))));
-        assert!(!m.matches(&request("CREATE", "pods", Some("status"), json!({"app": "pulsar"}))));
-        assert!(!m.matches(&request("CREATE", "pods", None, json!({"app": "kafka"}))));
+        let matches = |r: AdmissionRequest| m.matches(&r, None);
+        assert!(matches(request("CREATE", "pods", None, json!({"app": "pulsar", "component": "broker"}))));
+        assert!(!matches(request("CREATE", "pods", None, json!({"app": "pulsar", "component": "bookie"}))));
+        assert!(!matches(request("UPDATE", "pods", None, json!({"app": "pulsar"}))));
+        assert!(!matches(request("CREATE", "pods", Some("status"), json!({"app": "pulsar"}))));
+        assert!(!matches(request("CREATE", "pods", None, json!({"app": "kafka"}))));
+    }
+
+    #[test]
+    fn namespace_selectors_use_the_namespace_labels() {
+        let spec = MatchSpec {
+            namespace_selector: Some(LabelSelector {
+                match_labels: [("berth.dev/enabled".to_owned(), "true".to_owned())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let m = Matcher::from(spec);
+        let pod = request("CREATE", "pods", None, json!({}));
+        let enabled =
+            Namespaces::fixed([("ns".to_owned(), [("berth.dev/enabled".to_owned(), "true".to_owned())].into())]);
+        let disabled = Namespaces::fixed([("ns".to_owned(), Default::default())]);
+        assert!(m.matches(&pod, Some(&enabled)));
+        assert!(!m.matches(&pod, Some(&disabled)));
+        assert!(!m.matches(&pod, None), "unknown labels do not match");
+        assert_eq!(m.namespace_label_keys().collect::<Vec<_>>(), ["berth.dev/enabled"]);
+
+        let by_name = Matcher::from(MatchSpec {
+            namespace_selector: Some(LabelSelector {
+                match_expressions: vec![LabelRequirement {
+                    key: NAMESPACE_NAME_LABEL.into(),
+                    operator: SelectorOperator::NotIn,
+                    values: vec!["kube-system".into()],
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(by_name.matches(&pod, None), "the name label is always known");
+        assert_eq!(by_name.namespace_label_keys().count(), 0);
     }
 }

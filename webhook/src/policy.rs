@@ -5,6 +5,7 @@
 use crate::builtin;
 use crate::config::{ConfigError, FailurePolicy, Mode, PolicySpec, Source};
 use crate::matcher::Matcher;
+use crate::namespaces::Namespaces;
 use crate::runtime::{CallLimits, LoadError, Plugin, Runtime};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,6 +24,11 @@ pub enum PolicySetError {
         #[source]
         error: std::io::Error,
     },
+    #[error(
+        "policy {policy:?}: match.namespaceSelector uses the namespace label {key:?}, but berth cannot read Namespaces here: run it in a cluster (with list/watch on namespaces) or give --kube-api; or select by {name_label}",
+        name_label = crate::matcher::NAMESPACE_NAME_LABEL
+    )]
+    NamespaceLabels { policy: String, key: String },
     #[error("policy {policy:?}: memoryLimit {limit} is above the runtime's maximum {max}")]
     MemoryLimit { policy: String, limit: usize, max: usize },
     #[error("policy {policy:?}: {error}")]
@@ -50,12 +56,15 @@ pub struct Policy {
 #[derive(Debug, Default)]
 pub struct PolicySet {
     policies: Vec<Policy>,
+    /// Namespace labels, when berth can read them (namespaceSelector).
+    namespaces: Option<Namespaces>,
 }
 
 impl PolicySet {
     /// Load every policy of every source, in order. Plugins used by several
-    /// policies are compiled once.
-    pub fn load(runtime: &Runtime, sources: &[Source]) -> Result<Self, PolicySetError> {
+    /// policies are compiled once. Without `namespaces`, a namespaceSelector
+    /// can only select by the namespace's name.
+    pub fn load(runtime: &Runtime, sources: &[Source], namespaces: Option<Namespaces>) -> Result<Self, PolicySetError> {
         let mut names = HashSet::new();
         let mut plugins: HashMap<(String, std::path::PathBuf), Arc<Plugin>> = HashMap::new();
         let mut policies = Vec::new();
@@ -63,6 +72,12 @@ impl PolicySet {
             for spec in &source.config.policies {
                 if !names.insert(spec.name.clone()) {
                     return Err(ConfigError::DuplicateName(spec.name.clone()).into());
+                }
+                let matcher = Matcher::from(spec.matcher.clone());
+                if namespaces.is_none()
+                    && let Some(key) = matcher.namespace_label_keys().next()
+                {
+                    return Err(PolicySetError::NamespaceLabels { policy: spec.name.clone(), key: key.to_owned() });
                 }
                 let key = (spec.plugin.clone(), source.base_dir.clone());
                 let plugin = match plugins.get(&key) {
@@ -73,10 +88,10 @@ impl PolicySet {
                         plugin
                     }
                 };
-                policies.push(prepare(runtime, spec, plugin)?);
+                policies.push(prepare(runtime, spec, plugin, matcher)?);
             }
         }
-        Ok(Self { policies })
+        Ok(Self { policies, namespaces })
     }
 
     pub fn policies(&self) -> &[Policy] {
@@ -85,7 +100,8 @@ impl PolicySet {
 
     /// The policies of `mode` that match `request`, in order.
     pub fn matching(&self, mode: Mode, request: &crate::review::AdmissionRequest) -> Vec<&Policy> {
-        self.policies.iter().filter(|p| p.mode == mode && p.matcher.matches(request)).collect()
+        let namespaces = self.namespaces.as_ref();
+        self.policies.iter().filter(|p| p.mode == mode && p.matcher.matches(request, namespaces)).collect()
     }
 }
 
@@ -123,7 +139,12 @@ fn load_plugin(runtime: &Runtime, spec: &PolicySpec, source: &Source) -> Result<
     Ok(plugin)
 }
 
-fn prepare(runtime: &Runtime, spec: &PolicySpec, plugin: Arc<Plugin>) -> Result<Policy, PolicySetError> {
+fn prepare(
+    runtime: &Runtime,
+    spec: &PolicySpec,
+    plugin: Arc<Plugin>,
+    matcher: Matcher,
+) -> Result<Policy, PolicySetError> {
     if spec.memory_limit > runtime.max_memory() {
         return Err(PolicySetError::MemoryLimit {
             policy: spec.name.clone(),
@@ -140,13 +161,5 @@ fn prepare(runtime: &Runtime, spec: &PolicySpec, plugin: Arc<Plugin>) -> Result<
     plugin
         .validate_settings(&name, &settings, limits)
         .map_err(|error| PolicySetError::Load { policy: spec.name.clone(), error })?;
-    Ok(Policy {
-        name,
-        plugin,
-        mode: spec.mode,
-        matcher: Matcher::from(spec.matcher.clone()),
-        failure_policy: spec.failure_policy,
-        limits,
-        settings,
-    })
+    Ok(Policy { name, plugin, mode: spec.mode, matcher, failure_policy: spec.failure_policy, limits, settings })
 }

@@ -57,7 +57,7 @@ fn tolerations(name: &str, keys: &[&str]) -> String {
 fn try_load(items: &[String]) -> Result<PolicySet, PolicySetError> {
     let yaml = format!("policies:\n{}", items.concat());
     let config = Config::parse(&yaml, "test").unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    PolicySet::load(runtime(), &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }])
+    PolicySet::load(runtime(), &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }], None)
 }
 
 fn load(items: &[String]) -> PolicySet {

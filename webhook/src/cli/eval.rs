@@ -47,7 +47,7 @@ impl EvalArgs {
             self.config.iter().map(|path| Config::read(path)).collect::<Result<_, _>>()?
         };
         let runtime = self.runtime.runtime()?;
-        let policies = PolicySet::load(&runtime, &sources)?;
+        let policies = PolicySet::load(&runtime, &sources, None)?;
         let endpoint = match self.endpoint {
             EndpointArg::Mutate => Endpoint::Mutate,
             EndpointArg::Validate => Endpoint::Validate,

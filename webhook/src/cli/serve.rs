@@ -1,6 +1,7 @@
 //! `berth serve`.
 
 use super::RuntimeArgs;
+use crate::namespaces::KubeApi;
 use crate::server::{ServeOptions, TlsSource};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -45,6 +46,17 @@ pub struct ServeArgs {
     /// Where the audit log goes; overrides `audit.path` in berth.yaml.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// The Kubernetes API, for namespace labels (namespaceSelector).
+    /// Default: the in-cluster API when berth runs in a pod.
+    #[arg(long, requires = "kube_ca")]
+    kube_api: Option<String>,
+    /// CA bundle of the Kubernetes API (with --kube-api).
+    #[arg(long)]
+    kube_ca: Option<PathBuf>,
+    /// Bearer token file for the Kubernetes API (with --kube-api); re-read on
+    /// every request, as projected tokens rotate.
+    #[arg(long)]
+    kube_token_file: Option<PathBuf>,
     /// How often certificate and configuration files are checked.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     watch_interval: Duration,
@@ -68,6 +80,10 @@ impl ServeArgs {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::Generate { dir: self.tls_dir.unwrap_or_else(|| std::env::temp_dir().join("berth-tls")) },
         };
+        let kube = match (&self.kube_api, &self.kube_ca) {
+            (Some(url), Some(ca)) => Some(KubeApi::new(url, ca, self.kube_token_file.as_deref())?),
+            _ => KubeApi::in_cluster().transpose()?,
+        };
         let options = ServeOptions {
             config: self.config,
             listen: self.listen,
@@ -80,6 +96,7 @@ impl ServeArgs {
             watch_interval: self.watch_interval,
             runtime,
             audit_log: self.audit_log,
+            kube,
         };
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -14,6 +14,7 @@ pub use tls::{ReloadingCert, TlsError};
 
 use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError, Source};
+use crate::namespaces::KubeApi;
 use crate::policy::{PolicySet, PolicySetError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use arc_swap::ArcSwapOption;
@@ -91,6 +92,8 @@ pub struct ServeOptions {
     pub runtime: RuntimeOptions,
     /// Overrides the configuration's `audit.path`.
     pub audit_log: Option<PathBuf>,
+    /// Where to read namespace labels from, for namespaceSelector.
+    pub kube: Option<KubeApi>,
 }
 
 /// What every request handler shares.
@@ -155,9 +158,14 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
     // Load while already listening: /healthz answers, /readyz waits.
+    let namespaces = match options.kube.clone() {
+        Some(api) => Some(crate::namespaces::start(api).await),
+        None => None,
+    };
     let loaded = {
         let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources))
+        let namespaces = namespaces.clone();
+        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, namespaces))
             .await
             .map_err(|_| ServeError::LoadTask)??
     };
@@ -167,7 +175,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
 
     cert.watch(options.watch_interval);
     let signals = Signals::install()?;
-    reload::spawn(app.clone(), runtime, options.config.clone(), options.watch_interval, signals.hangup);
+    reload::spawn(app.clone(), runtime, namespaces, options.config.clone(), options.watch_interval, signals.hangup);
 
     serve(listener, acceptor, app, options.drain_timeout, signals.terminate).await;
     Ok(())

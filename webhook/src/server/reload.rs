@@ -4,6 +4,7 @@
 //! refused, logged, and the old one keeps serving.
 
 use super::App;
+use crate::namespaces::Namespaces;
 use crate::policy::PolicySet;
 use crate::runtime::Runtime;
 use std::path::PathBuf;
@@ -11,7 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::Receiver;
 
-pub fn spawn(app: Arc<App>, runtime: Arc<Runtime>, paths: Vec<PathBuf>, interval: Duration, mut hangup: Receiver<()>) {
+pub fn spawn(
+    app: Arc<App>,
+    runtime: Arc<Runtime>,
+    namespaces: Option<Namespaces>,
+    paths: Vec<PathBuf>,
+    interval: Duration,
+    mut hangup: Receiver<()>,
+) {
     tokio::spawn(async move {
         let mut seen = contents(&paths);
         let mut ticker = tokio::time::interval(interval);
@@ -31,16 +39,22 @@ pub fn spawn(app: Arc<App>, runtime: Arc<Runtime>, paths: Vec<PathBuf>, interval
                     "SIGHUP"
                 }
             };
-            reload(&app, &runtime, &paths, why).await;
+            reload(&app, &runtime, &namespaces, &paths, why).await;
         }
     });
 }
 
-async fn reload(app: &App, runtime: &Arc<Runtime>, paths: &[PathBuf], why: &'static str) {
-    let (runtime, owned) = (runtime.clone(), paths.to_vec());
+async fn reload(
+    app: &App,
+    runtime: &Arc<Runtime>,
+    namespaces: &Option<Namespaces>,
+    paths: &[PathBuf],
+    why: &'static str,
+) {
+    let (runtime, namespaces, owned) = (runtime.clone(), namespaces.clone(), paths.to_vec());
     let loaded = tokio::task::spawn_blocking(move || {
         let sources = super::sources(&owned)?;
-        PolicySet::load(&runtime, &sources).map_err(super::ServeError::from)
+        PolicySet::load(&runtime, &sources, namespaces).map_err(super::ServeError::from)
     })
     .await;
     match loaded {

@@ -1,0 +1,103 @@
+//! namespaceSelector on namespace labels: berth lists and watches Namespaces
+//! from the Kubernetes API (here a stand-in) and matches on their labels.
+
+use berth_e2e::admission::check;
+use berth_e2e::client::{Client, Protocol};
+use berth_e2e::fixtures;
+use berth_e2e::kube::{FakeKubeApi, TOKEN, namespace};
+use berth_e2e::server::Server;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = "policies:
+  - name: tolerations
+    plugin: builtin:tolerations
+    mode: mutate
+    match:
+      resources: [pods]
+      namespaceSelector:
+        matchLabels:
+          berth.dev/enabled: \"true\"
+    settings:
+      tolerations:
+        - {key: dedicated, operator: Equal, value: pulsar, effect: NoSchedule}
+";
+
+/// The bookie review, moved to `namespace`.
+fn bookie_in(namespace: &str) -> Value {
+    let mut review = fixtures::get("pulsar", "005-pod-pulsar-bookie-0.json").review;
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+    review
+}
+
+async fn patched(server: &Server, namespace: &str) -> bool {
+    let review = bookie_in(namespace);
+    let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+    let (_, body) = client.post("/mutate", review.to_string()).await.expect("mutate");
+    check(&review, &body).patch.is_some()
+}
+
+#[test]
+fn namespace_labels_are_listed_watched_and_matched() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    let api = runtime.block_on(FakeKubeApi::start(vec![
+        namespace("pulsar", &[("berth.dev/enabled", "true")], 1),
+        namespace("other", &[], 2),
+    ]));
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, CONFIG).expect("config");
+    let server = Server::builder()
+        .config(&config)
+        .arg("--kube-api")
+        .arg(&api.url)
+        .arg("--kube-ca")
+        .arg(api.ca.display().to_string())
+        .arg("--kube-token-file")
+        .arg(api.token_file.display().to_string())
+        .spawn();
+
+    runtime.block_on(async {
+        assert!(patched(&server, "pulsar").await, "a namespace labelled berth.dev/enabled=true is selected");
+        assert!(!patched(&server, "other").await, "an unlabelled namespace is not");
+        assert!(!patched(&server, "unknown").await, "nor is one berth has not seen");
+
+        // Label a namespace: the watch brings it in without a restart.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while api.watchers() == 0 {
+            assert!(Instant::now() < deadline, "berth never started a watch");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        api.send("MODIFIED", namespace("other", &[("berth.dev/enabled", "true")], 3));
+        while !patched(&server, "other").await {
+            assert!(Instant::now() < deadline, "the labelled namespace was never selected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        api.send("DELETED", namespace("pulsar", &[("berth.dev/enabled", "true")], 4));
+        while patched(&server, "pulsar").await {
+            assert!(Instant::now() < deadline, "a deleted namespace was still selected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let requests = api.requests.lock().expect("lock").clone();
+    assert!(requests.iter().all(|(_, auth)| auth == &format!("Bearer {TOKEN}")), "{requests:?}");
+    assert!(
+        requests.iter().any(|(path, _)| path.contains("watch=1") && path.contains("resourceVersion=100")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn without_the_api_a_label_selector_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, CONFIG).expect("config");
+    let (status, stderr) = Server::builder().config(&config).run_to_exit();
+    assert!(!status.success());
+    assert!(
+        stderr
+            .contains("policy \"tolerations\": match.namespaceSelector uses the namespace label \"berth.dev/enabled\""),
+        "{stderr}"
+    );
+}
