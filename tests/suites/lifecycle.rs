@@ -271,3 +271,40 @@ fn a_bad_setting_at_start_up_stops_berth_with_the_policy_and_the_reason() {
     assert!(!status.success());
     assert!(stderr.contains("unknown field `tmeout`") && stderr.contains("line 5"), "{stderr}");
 }
+
+#[test]
+fn past_capacity_a_request_waits_a_bounded_time_then_gets_a_clear_503() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    let slow = format!(
+        "policies:\n  - name: slow\n    plugin: {}\n    mode: mutate\n    timeout: 400ms\n    failurePolicy: Ignore\n    settings: {{behaviour: loop}}\n",
+        hostile_wasm().display()
+    );
+    std::fs::write(&config, slow).expect("config");
+    // One worker; a second review waits 100 ms for it, then is refused.
+    let server =
+        Server::builder().config(&config).arg("--workers").arg("1").arg("--queue-timeout").arg("100ms").spawn();
+    let fixture = bookie();
+    let statuses = runtime().block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+            let body = fixture.body.clone();
+            tasks.push(tokio::spawn(async move { client.post("/mutate", body).await.expect("an answer") }));
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            let (status, body) = task.await.expect("task");
+            statuses.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        statuses
+    });
+    let ok = statuses.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert_eq!(ok, 1, "{statuses:?}");
+    assert_eq!(refused.len(), 2, "{statuses:?}");
+    assert!(refused.iter().all(|(_, body)| body.contains("at capacity: no worker free within 100ms")), "{refused:?}");
+    assert!(
+        server.metrics_text().contains("berth_admission_requests_total{endpoint=\"mutate\",outcome=\"unavailable\"} 2")
+    );
+}

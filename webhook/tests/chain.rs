@@ -293,3 +293,61 @@ fn bad_settings_fail_the_load_with_the_policy_and_the_field() {
     let err = try_load(&[bad]).expect_err("bad effect").to_string();
     assert!(err.contains("\"tol-bad\"") && err.contains("tolerations[0].effect") && err.contains("Sometimes"), "{err}");
 }
+
+/// A validating require-placement policy denying the bookie (it lacks the
+/// `key` toleration), with an optional code.
+fn requires(name: &str, key: &str) -> String {
+    format!(
+        "  - name: {name}\n    plugin: builtin:require-placement\n    mode: validate\n    settings:\n      tolerations:\n        - {{key: {key}, operator: Equal, value: pulsar, effect: NoSchedule}}\n"
+    )
+}
+
+#[test]
+fn validate_joins_every_reason_with_the_first_code() {
+    let policies = load(&[requires("needs-a", "a"), tolerations("mutator", &["x"]), requires("needs-b", "b")]);
+    let body = bookie();
+    let admitted = admit(&policies, Endpoint::Validate, Review::parse(&body).expect("review"));
+    let response = &admitted.response;
+    assert!(!response.allowed);
+    let status = response.status.as_ref().expect("a status");
+    assert_eq!(status.code, 403);
+    let (first, second) = status.message.split_once("; ").expect("two reasons joined");
+    assert!(first.starts_with("needs-a: ") && first.contains("a=pulsar"), "{first}");
+    assert!(second.starts_with("needs-b: ") && second.contains("b=pulsar"), "{second}");
+    assert_eq!(response.audit_annotations.get("denied-by").map(String::as_str), Some("needs-a,needs-b"));
+    // Only validating policies run on /validate.
+    assert_eq!(admitted.outcomes.iter().map(|o| &*o.policy).collect::<Vec<_>>(), ["needs-a", "needs-b"]);
+    assert!(response.patch.is_none());
+}
+
+#[test]
+fn an_object_no_policy_matches_costs_no_plugin_call() {
+    let policies = load(&[tolerations("pods-only", &["x"])]);
+    let mut review: Value = serde_json::from_slice(&bookie()).expect("json");
+    review["request"]["resource"]["resource"] = json!("pods");
+    review["request"]["subResource"] = json!("status");
+    let body = review.to_string();
+    let admitted = admit(&policies, Endpoint::Mutate, Review::parse(body.as_bytes()).expect("review"));
+    assert!(admitted.outcomes.is_empty(), "a subresource no policy names is not evaluated");
+    assert!(admitted.response.allowed && admitted.response.patch.is_none());
+}
+
+#[test]
+fn a_sha256_pin_that_does_not_match_refuses_the_plugin() {
+    let plugin = berth::builtin::get("tolerations").expect("bundled");
+    let actual = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(plugin))
+    };
+    let pinned = |sha: &str| {
+        tolerations("pinned", &["x"]).replace("    mode: mutate\n", &format!("    mode: mutate\n    sha256: {sha}\n"))
+    };
+    load(&[pinned(&actual)]);
+    let wrong = "0".repeat(64);
+    let err = try_load(&[pinned(&wrong)]).expect_err("a wrong pin refuses to load");
+    assert!(
+        matches!(&err, PolicySetError::Load { policy, error: LoadError::Checksum { .. } } if policy == "pinned"),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&actual) && err.to_string().contains(&wrong), "{err}");
+}
