@@ -119,30 +119,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn applies_the_rfc_6902_examples() {
-        let mut doc = json!({"a": {"b": [1, 2]}, "c~d": 1});
+    fn applies_the_rfc_6902_operations() {
+        let mut doc = json!({"a": {"b": [1, 2]}, "c~d": 1, "e/f": 2});
         apply(
             &mut doc,
             &json!([
                 {"op": "add", "path": "/a/b/1", "value": 9},
                 {"op": "add", "path": "/a/b/-", "value": 3},
                 {"op": "remove", "path": "/c~0d"},
-                {"op": "replace", "path": "/a/x", "value": 1},
-                {"op": "test", "path": "/a/b", "value": [1, 9, 2, 3]},
-            ]),
-        )
-        .unwrap_err();
-        let mut doc = json!({"a": {"b": [1, 2]}, "c~d": 1});
-        apply(
-            &mut doc,
-            &json!([
-                {"op": "add", "path": "/a/b/1", "value": 9},
-                {"op": "add", "path": "/a/b/-", "value": 3},
-                {"op": "remove", "path": "/c~0d"},
+                {"op": "replace", "path": "/e~1f", "value": 3},
+                {"op": "move", "from": "/e~1f", "path": "/g"},
+                {"op": "copy", "from": "/g", "path": "/h"},
                 {"op": "test", "path": "/a/b", "value": [1, 9, 2, 3]},
             ]),
         )
         .unwrap();
-        assert_eq!(doc, json!({"a": {"b": [1, 9, 2, 3]}}));
+        assert_eq!(doc, json!({"a": {"b": [1, 9, 2, 3]}, "g": 3, "h": 3}));
+    }
+
+    #[test]
+    fn refuses_what_does_not_apply() {
+        let doc = json!({"a": {"b": [1]}});
+        for op in [
+            json!({"op": "replace", "path": "/a/x", "value": 1}),
+            json!({"op": "remove", "path": "/a/b/1"}),
+            json!({"op": "add", "path": "/a/b/5", "value": 1}),
+            json!({"op": "test", "path": "/a/b", "value": []}),
+            json!({"op": "add", "path": "a", "value": 1}),
+        ] {
+            assert!(apply(&mut doc.clone(), &json!([op])).is_err(), "{op}");
+        }
     }
 }
