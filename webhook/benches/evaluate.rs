@@ -13,6 +13,9 @@
 //!   evaluate, serialize the patch)
 //! - `instantiate_*`: instantiation plus the smallest call the public API
 //!   offers, an upper bound on instantiation alone
+//! - `default_policy_*_broker`: the embedded default on a Pulsar broker Pod:
+//!   /mutate (4 mutating policies match) and /validate on the patched object
+//!   (3 validators match)
 //! - `native_whole_object`: the contract we did not choose, natively: the
 //!   plugin parses the whole Pod into k8s-openapi types, changes it, returns
 //!   the whole object, and the host diffs it against the original to get a
@@ -34,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
+const BROKER: &str = "../tests/fixtures/pulsar/reviews/012-pod-pulsar-broker-0.json";
 const SETTINGS: &str =
     r#"{"tolerations":[{"key":"dedicated","operator":"Equal","value":"pulsar","effect":"NoSchedule"}]}"#;
 
@@ -106,6 +110,20 @@ fn bench(c: &mut Criterion) {
     });
 
     // The part of `admit` before any plugin runs.
+    // The embedded default policy on a broker Pod: every Pulsar mutating
+    // policy matches (tolerations, node placement, pull secrets, registry),
+    // then /validate runs the validators on the patched object.
+    let default = PolicySet::load(&runtime, &Config::embedded_default().expect("default parses"), None)
+        .expect("the default policy loads");
+    let broker = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BROKER)).expect("the broker fixture");
+    let patched_broker = patched_review(&default, &broker);
+    group.bench_function("default_policy_mutate_broker", |b| {
+        b.iter(|| admit(&default, Endpoint::Mutate, Review::parse(black_box(&broker)).expect("review")))
+    });
+    group.bench_function("default_policy_validate_broker", |b| {
+        b.iter(|| admit(&default, Endpoint::Validate, Review::parse(black_box(&patched_broker)).expect("review")))
+    });
+
     group.bench_function("parse_review", |b| b.iter(|| Review::parse(black_box(&body)).expect("a valid review")));
 
     group.bench_function("native_evaluate", |b| {
@@ -151,6 +169,21 @@ fn native_evaluate(request: &str, settings: &str) -> Option<String> {
     let request = serde_json::from_str(request).expect("request parses");
     let verdict = berth_plugin_tolerations::evaluate(&request, &settings).expect("evaluates");
     verdict.patch().map(|patch| patch.to_json())
+}
+
+/// `review` with the default policy's patch applied: what /validate sees.
+fn patched_review(policies: &PolicySet, review: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let admitted = admit(policies, Endpoint::Mutate, Review::parse(review).expect("review"));
+    let patch = admitted.response.patch.expect("the default policy patches a broker");
+    let patch: json_patch::Patch =
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(patch).expect("base64"))
+            .expect("patch");
+    let mut review: serde_json::Value = serde_json::from_slice(review).expect("json");
+    json_patch::patch(&mut review["request"]["object"], &patch).expect("applies");
+    let validated = admit(policies, Endpoint::Validate, Review::parse(review.to_string().as_bytes()).expect("review"));
+    assert!(validated.response.allowed, "the patched broker passes the validators");
+    review.to_string().into_bytes()
 }
 
 /// The whole-object alternative: typed round trip in the plugin, diff in
