@@ -2,7 +2,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// An RFC 6902 JSON Patch, built op by op against the object a plugin was
-/// given. Paths are JSON Pointers; build them with [`pointer`].
+/// given. Paths are JSON Pointers; build them with [`pointer()`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct Patch {

@@ -1,7 +1,7 @@
 //! `berth serve`: the HTTPS admission server kube-apiserver calls.
 //!
 //! The listener accepts TLS, hyper serves h2 or http/1.1 as ALPN chose, and
-//! axum routes `/mutate` and `/validate` to [`routes`], which hands the
+//! axum routes `/mutate` and `/validate` to `routes.rs`, which hands the
 //! synchronous Wasm work to the blocking pool, bounded by a semaphore.
 
 mod metrics;
