@@ -13,6 +13,7 @@
 //! `override` it with the policy's, or `deny` the Pod. An identical entry or
 //! expression is never added twice, so a second run changes nothing.
 
+use berth_sdk::pod::Pod;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict, pointer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -202,12 +203,6 @@ fn check_label_value(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Pod {
-    #[serde(default)]
-    spec: Spec,
-}
-
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
@@ -264,7 +259,7 @@ struct Outcome {
 
 pub fn evaluate(request: &Request, settings: &NodePlacementSettings) -> Result<Verdict, Error> {
     request.require_kind("Pod", "node-placement")?;
-    let pod: Pod = request.object()?;
+    let pod: Pod<Spec> = request.object()?;
     let mut out = Outcome::default();
     node_selector(pod.spec.node_selector, settings, &mut out);
     if !settings.required_node_affinity.is_empty() {

@@ -4,6 +4,7 @@
 //! the list if there is none. Secrets already listed are kept and never
 //! added twice, so a second run changes nothing.
 
+use berth_sdk::pod::Pod;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,12 +35,6 @@ impl Settings for PullSecretsSettings {
     }
 }
 
-#[derive(Deserialize)]
-struct Pod {
-    #[serde(default)]
-    spec: Spec,
-}
-
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
@@ -55,7 +50,7 @@ struct LocalObjectReference {
 
 pub fn evaluate(request: &Request, settings: &PullSecretsSettings) -> Result<Verdict, Error> {
     request.require_kind("Pod", "pull-secrets")?;
-    let pod: Pod = request.object()?;
+    let pod: Pod<Spec> = request.object()?;
     let existing = pod.spec.image_pull_secrets.unwrap_or_default();
     let missing: Vec<&String> = settings
         .secrets

@@ -6,6 +6,7 @@
 //! empty), value and effect, as the tolerations plugin judges it;
 //! `tolerationSeconds` does not matter.
 
+use berth_sdk::pod::Pod;
 use berth_sdk::pod::validate_tolerations;
 use berth_sdk::{Error, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
@@ -56,12 +57,6 @@ impl Settings for RequirePlacementSettings {
     }
 }
 
-#[derive(Deserialize)]
-struct Pod {
-    #[serde(default)]
-    spec: Spec,
-}
-
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
@@ -73,7 +68,7 @@ struct Spec {
 
 pub fn evaluate(request: &Request, settings: &RequirePlacementSettings) -> Result<Verdict, Error> {
     request.require_kind("Pod", "require-placement")?;
-    let pod: Pod = request.object()?;
+    let pod: Pod<Spec> = request.object()?;
     let tolerations = pod.spec.tolerations.unwrap_or_default();
     let node_selector = pod.spec.node_selector.unwrap_or_default();
     let mut missing = Vec::new();

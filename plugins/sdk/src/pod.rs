@@ -130,13 +130,28 @@ pub fn validate_tolerations(tolerations: &[Toleration], field: &str) -> Result<(
     Ok(())
 }
 
-/// A Pod read only for its containers' names and images. Every other field
-/// of the object is skipped unparsed.
+/// A Pod read only for the `spec` fields `S` declares; everything else in
+/// the object is skipped unparsed. Plugins name just what they read:
+///
+/// ```
+/// #[derive(Default, serde::Deserialize)]
+/// #[serde(rename_all = "camelCase")]
+/// struct Spec {
+///     #[serde(default)]
+///     node_selector: Option<std::collections::BTreeMap<String, String>>,
+/// }
+/// let pod: berth_sdk::pod::Pod<Spec> = serde_json::from_str(r#"{"spec":{"nodeSelector":{"a":"b"}}}"#).unwrap();
+/// assert_eq!(pod.spec.node_selector.unwrap()["a"], "b");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct PodImages {
+#[serde(bound = "S: Deserialize<'de> + Default")]
+pub struct Pod<S> {
     #[serde(default)]
-    pub spec: Containers,
+    pub spec: S,
 }
+
+/// A Pod read only for its containers' names and images.
+pub type PodImages = Pod<Containers>;
 
 impl PodImages {
     /// See [`Containers::images`].

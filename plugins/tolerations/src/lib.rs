@@ -5,6 +5,7 @@
 //! the apiserver adds) are kept, and one that is already present is never
 //! added again, so a second run changes nothing.
 
+use berth_sdk::pod::Pod;
 use berth_sdk::pod::validate_tolerations;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
@@ -27,12 +28,6 @@ impl Settings for TolerationsSettings {
     }
 }
 
-#[derive(Deserialize)]
-struct Pod {
-    #[serde(default)]
-    spec: PodSpec,
-}
-
 #[derive(Default, Deserialize)]
 struct PodSpec {
     #[serde(default)]
@@ -41,7 +36,7 @@ struct PodSpec {
 
 pub fn evaluate(request: &Request, settings: &TolerationsSettings) -> Result<Verdict, Error> {
     request.require_kind("Pod", "tolerations")?;
-    let pod: Pod = request.object()?;
+    let pod: Pod<PodSpec> = request.object()?;
     let existing = pod.spec.tolerations.unwrap_or_default();
     let mut missing: Vec<&Toleration> = Vec::new();
     for wanted in &settings.tolerations {
