@@ -175,7 +175,17 @@ impl ServerBuilder {
         (command, dir, ca)
     }
 
+    /// Start berth and wait until it is ready (its policies loaded).
     pub fn spawn(self) -> Server {
+        self.spawn_until("ready")
+    }
+
+    /// Start berth and return as soon as it listens, before it is ready.
+    pub fn spawn_listening(self) -> Server {
+        self.spawn_until("listening")
+    }
+
+    fn spawn_until(self, event: &str) -> Server {
         let (mut command, dir, ca) = self.command();
         let mut child = command.stderr(Stdio::piped()).spawn().expect("berth starts");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -198,7 +208,7 @@ impl ServerBuilder {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(ready) = server.logs().iter().find(|e| message(e) == "ready") {
+            if let Some(ready) = server.logs().iter().find(|e| message(e) == event) {
                 server.listen = ready["fields"]["listen"].as_str().expect("listen field").parse().expect("listen addr");
                 server.metrics =
                     ready["fields"]["metrics"].as_str().expect("metrics field").parse().expect("metrics addr");
@@ -207,7 +217,7 @@ impl ServerBuilder {
             if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("berth exited with {status} before it was ready; logs: {:#?}", server.logs());
             }
-            assert!(Instant::now() < deadline, "berth was not ready within 60s; logs: {:#?}", server.logs());
+            assert!(Instant::now() < deadline, "berth did not log {event:?} within 60s; logs: {:#?}", server.logs());
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -101,3 +101,37 @@ fn without_the_api_a_label_selector_is_refused_at_start_up() {
         "{stderr}"
     );
 }
+
+#[test]
+fn until_its_policies_load_berth_is_live_but_not_ready() {
+    // A Kubernetes API that never answers: the namespace list is retried, so
+    // the policies cannot load.
+    let dir = tempfile::tempdir().expect("tmp");
+    let certs = berth::certs::generate(dir.path(), &["127.0.0.1".to_owned()]).expect("certs");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, CONFIG).expect("config");
+    let server = Server::builder()
+        .config(&config)
+        .arg("--kube-api")
+        .arg("https://127.0.0.1:1")
+        .arg("--kube-ca")
+        .arg(certs.ca_cert.display().to_string())
+        .spawn_listening();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    runtime.block_on(async {
+        let mut client = Client::connect(server.listen, &server.ca, Protocol::Http1).await.expect("connect");
+        let (status, _) = client.get("/healthz").await.expect("healthz");
+        assert_eq!(status, hyper::StatusCode::OK, "live while loading");
+        let (status, body) = client.get("/readyz").await.expect("readyz");
+        assert_eq!(status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&body).contains("loading policies"));
+        let (status, body) = client.post("/mutate", bookie_in("pulsar").to_string()).await.expect("mutate");
+        assert_eq!(status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&body).contains("still loading its policies"));
+    });
+    server.wait_for_log("listing namespaces failed", Duration::from_secs(10));
+    // SIGTERM before it was ever ready still ends it, cleanly.
+    let mut server = server;
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(10)).success());
+}

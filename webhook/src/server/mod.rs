@@ -58,6 +58,8 @@ pub enum ServeError {
     Signals(#[source] std::io::Error),
     #[error("loading the policies was interrupted")]
     LoadTask,
+    #[error("the server task failed")]
+    ServeTask,
 }
 
 /// Where the serving certificate comes from.
@@ -155,30 +157,37 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         audit,
     });
     routes::serve_metrics(metrics_listener, app.clone());
+    // Serve while loading: /healthz answers at once; /readyz, /mutate and
+    // /validate answer 503 until the policies are in.
+    let signals = Signals::install()?;
+    let mut server = tokio::spawn(serve(listener, acceptor, app.clone(), options.drain_timeout, signals.terminate));
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
-    // Load while already listening: /healthz answers, /readyz waits.
-    let namespaces = match options.kube.clone() {
-        Some(api) => Some(crate::namespaces::start(api).await),
-        None => None,
-    };
-    let loaded = {
-        let runtime = runtime.clone();
-        let namespaces = namespaces.clone();
-        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, namespaces))
+    let load = async {
+        let namespaces = match options.kube.clone() {
+            Some(api) => Some(crate::namespaces::start(api).await),
+            None => None,
+        };
+        let (runtime, for_load) = (runtime.clone(), namespaces.clone());
+        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, for_load))
             .await
-            .map_err(|_| ServeError::LoadTask)??
+            .map_err(|_| ServeError::LoadTask)??;
+        Ok::<_, ServeError>((namespaces, loaded))
     };
-    app.metrics.policies_loaded.set(loaded.policies().len() as i64);
+    // SIGTERM while still loading (a Kubernetes API that does not answer,
+    // say) ends the server task; it must end berth too.
+    let (namespaces, loaded) = tokio::select! {
+        loaded = load => loaded?,
+        ended = &mut server => return ended.map_err(|_| ServeError::ServeTask),
+    };
+    let count = loaded.policies().len();
+    app.metrics.policies_loaded.set(count as i64);
     app.policies.store(Some(Arc::new(loaded)));
-    tracing::info!(%listen, metrics = %metrics_addr, policies = app.policies.load().as_ref().map_or(0, |p| p.policies().len()), "ready");
+    tracing::info!(%listen, metrics = %metrics_addr, policies = count, "ready");
 
     cert.watch(options.watch_interval);
-    let signals = Signals::install()?;
-    reload::spawn(app.clone(), runtime, namespaces, options.config.clone(), options.watch_interval, signals.hangup);
-
-    serve(listener, acceptor, app, options.drain_timeout, signals.terminate).await;
-    Ok(())
+    reload::spawn(app, runtime, namespaces, options.config.clone(), options.watch_interval, signals.hangup);
+    server.await.map_err(|_| ServeError::ServeTask)
 }
 
 /// The configuration sources: the files given, or the embedded default.
