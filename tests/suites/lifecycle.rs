@@ -308,3 +308,15 @@ fn past_capacity_a_request_waits_a_bounded_time_then_gets_a_clear_503() {
         server.metrics_text().contains("berth_admission_requests_total{endpoint=\"mutate\",outcome=\"unavailable\"} 2")
     );
 }
+
+#[test]
+fn a_reload_that_changes_the_audit_section_says_it_needs_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, tolerations_config("first")).expect("config");
+    let server = Server::builder().config(&config).spawn();
+    replace_file(&config, &(tolerations_config("second") + "audit:\n  recordMutations: true\n"));
+    server.wait_for_log("the audit section changed", Duration::from_secs(10));
+    server.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    runtime().block_on(async { assert_eq!(toleration_value(&server).await, "second") });
+}

@@ -107,6 +107,9 @@ pub struct App {
     queue_timeout: Duration,
     max_body: usize,
     audit: AuditLog,
+    /// The configuration's `audit:` section as berth started with it: a
+    /// reload that changes it is told that it takes a restart.
+    audit_section: Option<crate::audit::AuditSpec>,
 }
 
 /// Run until SIGTERM or SIGINT, then drain and return.
@@ -139,7 +142,8 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     // The audit log is opened once; a reload changes policies, not where
     // records go (two writers on one file would tear each other's lines).
     let sources = sources(&options.config)?;
-    let mut audit_spec = sources.iter().find_map(|s| s.config.audit.clone()).unwrap_or_default();
+    let audit_section = audit_section(&sources);
+    let mut audit_spec = audit_section.clone().unwrap_or_default();
     if let Some(path) = &options.audit_log {
         audit_spec.path = path.clone();
     }
@@ -155,6 +159,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         queue_timeout: options.queue_timeout,
         max_body: options.max_body,
         audit,
+        audit_section,
     });
     routes::serve_metrics(metrics_listener, app.clone());
     // Serve while loading: /healthz answers at once; /readyz, /mutate and
@@ -188,6 +193,11 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     cert.watch(options.watch_interval);
     reload::spawn(app, runtime, namespaces, options.config.clone(), options.watch_interval, signals.hangup);
     server.await.map_err(|_| ServeError::ServeTask)
+}
+
+/// The audit section that counts: the first source's that has one.
+fn audit_section(sources: &[Source]) -> Option<crate::audit::AuditSpec> {
+    sources.iter().find_map(|s| s.config.audit.clone())
 }
 
 /// The configuration sources: the files given, or the embedded default.

@@ -54,11 +54,18 @@ async fn reload(
     let (runtime, namespaces, owned) = (runtime.clone(), namespaces.clone(), paths.to_vec());
     let loaded = tokio::task::spawn_blocking(move || {
         let sources = super::sources(&owned)?;
-        PolicySet::load(&runtime, &sources, namespaces).map_err(super::ServeError::from)
+        let audit = super::audit_section(&sources);
+        Ok::<_, super::ServeError>((PolicySet::load(&runtime, &sources, namespaces)?, audit))
     })
     .await;
     match loaded {
-        Ok(Ok(set)) => {
+        Ok(Ok((set, audit))) => {
+            if audit != app.audit_section {
+                tracing::warn!(
+                    why,
+                    "the audit section changed; it takes effect when berth restarts (the policies reload now)"
+                );
+            }
             app.metrics.policies_loaded.set(set.policies().len() as i64);
             app.policies.store(Some(Arc::new(set)));
             app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "ok" }).inc();
