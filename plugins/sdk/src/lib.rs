@@ -42,10 +42,12 @@
 //!
 //! A policy for one kind of object starts with [`Request::require_kind`],
 //! which turns a request for any other kind into a policy error. What Pod
-//! policies share is in [`pod`]: the [`pod::Toleration`] settings type, with
-//! its validation and its test for a toleration the Pod already has, and
-//! [`pod::PodImages`], a partial Pod that reads only its containers' names
-//! and images.
+//! policies share is in [`pod`]: [`pod::Pod`], a Pod read only for the spec
+//! fields a plugin declares (the fast path: nothing else is parsed), the
+//! [`pod::Toleration`] settings type, with its validation and its test for a
+//! toleration the Pod already has, and [`pod::PodImages`], a partial Pod that
+//! reads only its containers' names and images. [`names`] checks Kubernetes
+//! object names in settings.
 
 mod error;
 mod patch;
