@@ -15,20 +15,7 @@ use serde::Deserialize;
 pub struct AllowedRegistriesSettings {
     /// Registries (`harbor.example.com`, `localhost:5000`), each optionally
     /// narrowed to a repository path prefix (`harbor.example.com/library`).
-    pub registries: Vec<Allowed>,
-}
-
-/// One entry of `registries`, parsed when the settings are read.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Allowed(pub RepositoryPrefix);
-
-impl TryFrom<String> for Allowed {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        RepositoryPrefix::parse(&text).map(Allowed).map_err(|err| err.to_string())
-    }
+    pub registries: Vec<RepositoryPrefix>,
 }
 
 impl Settings for AllowedRegistriesSettings {
@@ -38,7 +25,7 @@ impl Settings for AllowedRegistriesSettings {
         }
         for (i, entry) in self.registries.iter().enumerate() {
             if self.registries[..i].contains(entry) {
-                return Err(SettingsError::new(format!("registries[{i}]"), format!("{} is listed twice", entry.0)));
+                return Err(SettingsError::new(format!("registries[{i}]"), format!("{entry} is listed twice")));
             }
         }
         Ok(())
@@ -51,7 +38,7 @@ pub fn evaluate(request: &Request, settings: &AllowedRegistriesSettings) -> Resu
     let mut offences = Vec::new();
     for container in pod.images() {
         match Reference::parse(container.image) {
-            Ok(reference) if settings.registries.iter().any(|allowed| allowed.0.contains(&reference)) => {}
+            Ok(reference) if settings.registries.iter().any(|allowed| allowed.contains(&reference)) => {}
             Ok(reference) => offences.push(format!(
                 "container {:?} image {:?} is not from an allowed registry ({})",
                 container.name,
@@ -70,7 +57,7 @@ pub fn evaluate(request: &Request, settings: &AllowedRegistriesSettings) -> Resu
 }
 
 fn allowed_list(settings: &AllowedRegistriesSettings) -> String {
-    settings.registries.iter().map(|allowed| allowed.0.to_string()).collect::<Vec<_>>().join(", ")
+    settings.registries.iter().map(RepositoryPrefix::to_string).collect::<Vec<_>>().join(", ")
 }
 
 berth_sdk::export_plugin!(AllowedRegistriesSettings, evaluate);

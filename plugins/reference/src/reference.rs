@@ -802,3 +802,13 @@ mod properties {
         }
     }
 }
+
+/// A prefix in settings is written as text and parsed when the settings are
+/// read, so a bad one is reported with its field (`rules[0].from`).
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for RepositoryPrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        RepositoryPrefix::parse(&text).map_err(serde::de::Error::custom)
+    }
+}

@@ -39,23 +39,9 @@ pub struct RegistryRewriteSettings {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// A registry, or a registry and a repository path prefix.
-    pub from: Prefix,
+    pub from: RepositoryPrefix,
     /// The registry (and path) the matching images move under.
-    pub to: Prefix,
-}
-
-/// A `registry[/path]` setting, parsed when the settings are read so that
-/// a bad one is reported with its field (`rules[0].from`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Prefix(pub RepositoryPrefix);
-
-impl TryFrom<String> for Prefix {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        RepositoryPrefix::parse(&text).map(Prefix).map_err(|err| err.to_string())
-    }
+    pub to: RepositoryPrefix,
 }
 
 impl Settings for RegistryRewriteSettings {
@@ -64,9 +50,9 @@ impl Settings for RegistryRewriteSettings {
             return Err(SettingsError::new("rules", "must list at least one rule"));
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            let from = &rule.from.0;
+            let from = &rule.from;
             if let Some((j, to)) =
-                self.rules.iter().enumerate().find(|(_, r)| r.to.0.domain().eq_ignore_ascii_case(from.domain()))
+                self.rules.iter().enumerate().find(|(_, r)| r.to.domain().eq_ignore_ascii_case(from.domain()))
             {
                 return Err(SettingsError::new(
                     format!("rules[{i}].from"),
@@ -74,16 +60,16 @@ impl Settings for RegistryRewriteSettings {
                         "registry {} is rules[{j}].to's registry ({}); images there are never rewritten \
                          (that is what keeps a rewritten image from being rewritten again), so this rule would never apply",
                         from.domain(),
-                        to.to.0
+                        to.to
                     ),
                 ));
             }
-            if let Some((j, earlier)) = self.rules[..i].iter().enumerate().find(|(_, r)| covers(&r.from.0, from)) {
+            if let Some((j, earlier)) = self.rules[..i].iter().enumerate().find(|(_, r)| covers(&r.from, from)) {
                 return Err(SettingsError::new(
                     format!("rules[{i}].from"),
                     format!(
                         "never applies: rules[{j}].from ({}) already matches everything under {from}; put the more specific rule first",
-                        earlier.from.0
+                        earlier.from
                     ),
                 ));
             }
@@ -105,18 +91,17 @@ fn covers(outer: &RepositoryPrefix, inner: &RepositoryPrefix) -> bool {
 /// after the rewrite), explained.
 pub fn rewrite(image: &str, rules: &[Rule]) -> Result<Option<String>, String> {
     let reference = Reference::parse(image).map_err(|err| err.to_string())?;
-    if rules.iter().any(|rule| rule.to.0.domain().eq_ignore_ascii_case(reference.domain())) {
+    if rules.iter().any(|rule| rule.to.domain().eq_ignore_ascii_case(reference.domain())) {
         return Ok(None);
     }
-    let Some((rule, rest)) = rules.iter().find_map(|rule| rule.from.0.strip(&reference).map(|rest| (rule, rest)))
-    else {
+    let Some((rule, rest)) = rules.iter().find_map(|rule| rule.from.strip(&reference).map(|rest| (rule, rest))) else {
         return Ok(None);
     };
-    let to = &rule.to.0;
+    let to = &rule.to;
     if to.path().is_empty() && rest.is_empty() {
         return Err(format!(
             "rule from {} matches the whole repository of {image:?}, and its to ({to}) names no repository",
-            rule.from.0
+            rule.from
         ));
     }
     let mut rewritten = to.to_string();
@@ -127,8 +112,8 @@ pub fn rewrite(image: &str, rules: &[Rule]) -> Result<Option<String>, String> {
     rewritten.push_str(&reference.suffix());
     // The new name can be too long; say so rather than hand the apiserver
     // an image it cannot pull.
-    let check = Reference::parse(&rewritten)
-        .map_err(|err| format!("rewriting {image:?} by rule from {}: {err}", rule.from.0))?;
+    let check =
+        Reference::parse(&rewritten).map_err(|err| format!("rewriting {image:?} by rule from {}: {err}", rule.from))?;
     debug_assert!(check.domain().eq_ignore_ascii_case(to.domain()));
     Ok(Some(rewritten))
 }
