@@ -7,7 +7,7 @@
 use berth_sdk::pod::Pod;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -57,18 +57,8 @@ pub fn evaluate(request: &Request, settings: &PullSecretsSettings) -> Result<Ver
         .iter()
         .filter(|wanted| !existing.iter().any(|s| s.name.as_deref() == Some(wanted.as_str())))
         .collect();
-    let mut patch = Patch::new();
-    if existing.is_empty() {
-        if !missing.is_empty() {
-            let list: Vec<Value> = missing.iter().map(|name| json!({ "name": name })).collect();
-            patch = patch.add("/spec/imagePullSecrets", list);
-        }
-    } else {
-        for name in missing {
-            patch = patch.add("/spec/imagePullSecrets/-", json!({ "name": name }));
-        }
-    }
-    Ok(Verdict::mutate(patch))
+    let items = missing.iter().map(|name| json!({ "name": name }));
+    Ok(Verdict::mutate(Patch::new().append("/spec/imagePullSecrets", existing.len(), items)))
 }
 
 berth_sdk::export_plugin!(PullSecretsSettings, evaluate);

@@ -43,6 +43,28 @@ impl Patch {
         self
     }
 
+    /// Append `items` to the array at `path`, which holds `existing` items
+    /// now: one `add` of the whole array when it is absent or empty (a JSON
+    /// Patch cannot append to an array that is not there), else one
+    /// `add <path>/-` per item, so what is there is kept.
+    pub fn append<I, V>(mut self, path: &str, existing: usize, items: I) -> Self
+    where
+        I: IntoIterator<Item = V>,
+        V: Into<Value>,
+    {
+        let items: Vec<Value> = items.into_iter().map(Into::into).collect();
+        if items.is_empty() {
+            return self;
+        }
+        if existing == 0 {
+            return self.add(path, Value::Array(items));
+        }
+        for item in items {
+            self = self.add(format!("{path}/-"), item);
+        }
+        self
+    }
+
     /// Append an op in place, for loops.
     pub fn push(&mut self, op: PatchOp) {
         self.ops.push(op);
@@ -92,6 +114,19 @@ mod tests {
     fn pointer_escapes_tilde_and_slash() {
         assert_eq!(pointer(["metadata", "labels", "a/b~c"]), "/metadata/labels/a~1b~0c");
         assert_eq!(pointer(Vec::<&str>::new()), "");
+    }
+
+    #[test]
+    fn append_creates_the_array_or_adds_to_its_end() {
+        assert_eq!(
+            Patch::new().append("/spec/x", 0, [json!(1), json!(2)]).to_json(),
+            r#"[{"op":"add","path":"/spec/x","value":[1,2]}]"#
+        );
+        assert_eq!(
+            Patch::new().append("/spec/x", 3, [json!(1), json!(2)]).to_json(),
+            r#"[{"op":"add","path":"/spec/x/-","value":1},{"op":"add","path":"/spec/x/-","value":2}]"#
+        );
+        assert!(Patch::new().append("/spec/x", 0, Vec::<Value>::new()).is_empty());
     }
 
     #[test]

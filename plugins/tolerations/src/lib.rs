@@ -45,15 +45,8 @@ pub fn evaluate(request: &Request, settings: &TolerationsSettings) -> Result<Ver
             missing.push(wanted);
         }
     }
-    let mut patch = Patch::new();
-    if existing.is_empty() && !missing.is_empty() {
-        patch = patch.add("/spec/tolerations", serde_json::to_value(&missing)?);
-    } else {
-        for toleration in missing {
-            patch = patch.add("/spec/tolerations/-", serde_json::to_value(toleration)?);
-        }
-    }
-    Ok(Verdict::mutate(patch))
+    let items = missing.into_iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
+    Ok(Verdict::mutate(Patch::new().append("/spec/tolerations", existing.len(), items)))
 }
 
 berth_sdk::export_plugin!(TolerationsSettings, evaluate);
