@@ -68,6 +68,7 @@ mod tests {
     use super::*;
     use berth_sdk::testing::Harness;
     use k8s_openapi::api::core::v1::Pod;
+    use serde_json::Value;
 
     const FIXTURES: &str = "../../tests/fixtures";
 
