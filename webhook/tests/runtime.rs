@@ -293,3 +293,15 @@ fn compiled_plugins_are_cached_and_a_damaged_entry_is_recompiled() {
         "the damaged entry is replaced"
     );
 }
+
+/// wasi:io/poll would block the host thread, where no deadline reaches: a
+/// sleeping plugin must not hold its worker. Time does not pass for plugins,
+/// so the sleep returns at once. (A correctness bound, not a benchmark.)
+#[test]
+fn sleeping_plugins_do_not_hold_a_worker() {
+    let plugin = hostile();
+    let started = Instant::now();
+    let verdict = evaluate(plugin, "sleep", "sleep", limits(100, 16 * MIB)).expect("a sleep returns");
+    assert_eq!(verdict.decision, PluginDecision::Allow);
+    assert!(started.elapsed() < Duration::from_secs(2), "slept {:?}", started.elapsed());
+}

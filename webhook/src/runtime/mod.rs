@@ -81,6 +81,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(RuntimeError::Link)?;
+        make_every_pollable_ready(&mut linker).map_err(RuntimeError::Link)?;
         Policy::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(RuntimeError::Link)?;
 
@@ -131,6 +132,52 @@ impl Runtime {
     pub(crate) fn cache(&self) -> &ArtifactCache {
         &self.cache
     }
+}
+
+/// Guests built with a standard library sleep (and wait on streams) through
+/// `wasi:io/poll`. wasmtime-wasi would block the host thread there, where the
+/// epoch deadline cannot reach: a plugin sleeping for an hour would hold its
+/// worker for an hour. Time does not pass for plugins (their clocks are
+/// fixed), so every pollable is ready at once and a sleep returns at once.
+fn make_every_pollable_ready(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Val;
+    // A host function that receives borrowed handles must release them.
+    fn release(mut store: wasmtime::StoreContextMut<'_, HostState>, values: &[Val]) -> wasmtime::Result<()> {
+        for value in values {
+            match value {
+                Val::Resource(handle) => handle.resource_drop(&mut store)?,
+                Val::List(items) => {
+                    for item in items {
+                        if let Val::Resource(handle) = item {
+                            handle.resource_drop(&mut store)?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    linker.allow_shadowing(true);
+    // The interface version wasmtime-wasi 48 defines; guests importing any
+    // 0.2.x version resolve to it. `sleeping_plugins_do_not_hold_a_worker`
+    // (webhook/tests/runtime.rs) fails if an upgrade changes it.
+    let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
+    poll.func_new("poll", |store, _, params, results| {
+        let count = match params.first() {
+            Some(Val::List(pollables)) => pollables.len(),
+            _ => 0,
+        };
+        results[0] = Val::List((0..count).map(|i| Val::U32(i as u32)).collect());
+        release(store, params)
+    })?;
+    poll.func_new("[method]pollable.block", |store, _, params, _| release(store, params))?;
+    poll.func_new("[method]pollable.ready", |store, _, params, results| {
+        results[0] = Val::Bool(true);
+        release(store, params)
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 impl Drop for Runtime {

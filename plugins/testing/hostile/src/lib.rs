@@ -8,6 +8,7 @@
 //! |------------------|---------------------------------------------------------------|
 //! | `ok`             | allows                                                        |
 //! | `loop`           | spins forever                                                 |
+//! | `sleep`          | sleeps for an hour (through wasi:io/poll), then allows        |
 //! | `memory-bomb`    | allocates and touches 1 MiB blocks until it is stopped        |
 //! | `trap`           | executes `unreachable` without logging anything               |
 //! | `stack-overflow` | recurses without bound                                        |
@@ -33,6 +34,7 @@ use std::sync::Mutex;
 pub enum Behaviour {
     Ok,
     Loop,
+    Sleep,
     MemoryBomb,
     Trap,
     StackOverflow,
@@ -50,6 +52,7 @@ impl Behaviour {
     pub const ALL: &[(&str, Behaviour)] = &[
         ("ok", Self::Ok),
         ("loop", Self::Loop),
+        ("sleep", Self::Sleep),
         ("memory-bomb", Self::MemoryBomb),
         ("trap", Self::Trap),
         ("stack-overflow", Self::StackOverflow),
@@ -128,6 +131,10 @@ pub fn evaluate(request: &str, settings: &str) -> Result<Verdict, String> {
     Ok(match behaviour {
         Behaviour::Ok => Verdict::allow(),
         Behaviour::Loop => spin(),
+        Behaviour::Sleep => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Verdict::allow()
+        }
         Behaviour::MemoryBomb => hoard(),
         Behaviour::Trap => trap(),
         Behaviour::StackOverflow => {
