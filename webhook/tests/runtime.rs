@@ -305,3 +305,20 @@ fn sleeping_plugins_do_not_hold_a_worker() {
     assert_eq!(verdict.decision, PluginDecision::Allow);
     assert!(started.elapsed() < Duration::from_secs(2), "slept {:?}", started.elapsed());
 }
+
+/// `memoryLimit` is for the whole call: three memories of 62.5 MiB each are
+/// 187.5 MiB, refused under 64 MiB even though each alone would fit.
+#[test]
+fn the_memory_limit_counts_every_memory_of_the_component() {
+    let runtime = Runtime::new(RuntimeOptions { cache: ArtifactCache::disabled(), ..RuntimeOptions::default() })
+        .expect("runtime");
+    let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wat/three-memories.wat")).expect("wat");
+    let plugin = runtime.load("three-memories.wat", &wat).expect("the component compiles");
+    let err = plugin.evaluate(&policy(), &request("a"), "{}", limits(1000, 64 * MIB)).expect_err("187.5 MiB > 64 MiB");
+    assert!(
+        matches!(err, PluginError::OutOfMemory { limit, desired } if limit == 64 * MIB && desired > 64 * MIB),
+        "{err:?}"
+    );
+    let verdict = plugin.evaluate(&policy(), &request("b"), "{}", limits(1000, 200 * MIB)).expect("fits in 200 MiB");
+    assert_eq!(verdict.decision, PluginDecision::Allow);
+}

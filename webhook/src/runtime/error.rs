@@ -45,7 +45,7 @@ pub enum LoadError {
 pub enum PluginError {
     #[error("timed out after {after:?}")]
     Timeout { after: Duration },
-    #[error("ran out of memory: tried to grow to {desired} bytes, limit is {limit}")]
+    #[error("ran out of memory: tried to grow to {desired} bytes in all, limit is {limit}")]
     OutOfMemory { desired: usize, limit: usize },
     #[error("overflowed its stack")]
     StackOverflow,

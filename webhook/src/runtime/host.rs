@@ -25,7 +25,7 @@ impl HostState {
         Self {
             wasi: sealed_wasi(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: memory_limit, exceeded: None },
+            limiter: MemoryLimiter { limit: memory_limit, total: 0, exceeded: None },
             policy,
             last_error: None,
         }
@@ -97,25 +97,31 @@ impl Host for HostState {
 
 /// Raised from the limiter, so an out-of-memory trap is found by type.
 #[derive(Debug, thiserror::Error)]
-#[error("memory limit exceeded: {desired} > {limit}")]
+#[error("memory limit exceeded: {desired} bytes in all > {limit}")]
 pub struct MemoryLimitExceeded {
     pub desired: usize,
     pub limit: usize,
 }
 
+/// The memory cap is for the whole call: a component may have several
+/// linear memories, and their sizes add up.
 pub struct MemoryLimiter {
     limit: usize,
+    /// Bytes of linear memory in use across every memory of the instance.
+    total: usize,
     pub(super) exceeded: Option<usize>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = Some(desired);
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.exceeded = Some(total);
             // An error here traps the guest at once, rather than letting it
             // see a failed grow it may not handle.
-            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired, limit: self.limit }));
+            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired: total, limit: self.limit }));
         }
+        self.total = total;
         Ok(true)
     }
 

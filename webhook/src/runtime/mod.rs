@@ -65,6 +65,11 @@ impl Runtime {
             .total_memories(options.max_instances)
             .total_tables(options.max_instances * 4)
             .max_memory_size(options.max_memory)
+            // Bounded per component, so that one plugin cannot take many
+            // pool slots; room for the few memories of JS or Python guests.
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(64)
             // Keeping a slot's pages resident avoids the madvise/mprotect
             // that made two threads slower than one (see ARCHITECTURE.md).
             .linear_memory_keep_resident(2 << 20)

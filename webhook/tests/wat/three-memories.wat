@@ -1,0 +1,45 @@
+;; A policy component with three linear memories of 62.5 MiB each, all
+;; touched: the memory limit must count them together, not one by one.
+(component
+  (core module $ballast
+    (memory 1000)
+    (func $touch
+      (local $i i32)
+      (loop $l
+        (i32.store (local.get $i) (i32.const 1))
+        (local.set $i (i32.add (local.get $i) (i32.const 4096)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 65536000)))))
+    (start $touch))
+  (core instance $b1 (instantiate $ballast))
+  (core instance $b2 (instantiate $ballast))
+  (core module $main
+    (memory (export "memory") 1000)
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $r i32)
+      (local.set $r (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
+      (global.set $bump (i32.add (local.get $r) (local.get 3)))
+      (local.get $r))
+    (func (export "validate") (param i32 i32) (result i32) (i32.const 16))
+    (func (export "evaluate") (param i32 i32 i32 i32) (result i32)
+      (local $i i32)
+      (local.set $i (i32.const 1048576))
+      (loop $l
+        (i32.store (local.get $i) (i32.const 1))
+        (local.set $i (i32.add (local.get $i) (i32.const 4096)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 65536000))))
+      (i32.const 64)))
+  (core instance $m (instantiate $main))
+  (type $denial (record (field "message" string) (field "code" u16)))
+  (export $denial2 "denial" (type $denial))
+  (type $decision (variant (case "allow") (case "deny" $denial2) (case "mutate" string)))
+  (export $decision2 "decision" (type $decision))
+  (type $verdict (record (field "decision" $decision2) (field "warnings" (list string))))
+  (export $verdict2 "verdict" (type $verdict))
+  (func $vs (param "settings" string) (result (result (error string)))
+    (canon lift (core func $m "validate") (memory (core memory $m "memory")) (realloc (core func $m "realloc"))))
+  (func $ev (param "request" string) (param "settings" string) (result (result $verdict2 (error string)))
+    (canon lift (core func $m "evaluate") (memory (core memory $m "memory")) (realloc (core func $m "realloc"))))
+  (export "validate-settings" (func $vs))
+  (export "evaluate" (func $ev))
+)
