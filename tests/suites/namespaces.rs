@@ -135,3 +135,37 @@ fn until_its_policies_load_berth_is_live_but_not_ready() {
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn the_namespace_api_is_asked_only_once_a_policy_needs_labels() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+    let api = runtime.block_on(FakeKubeApi::start(vec![namespace("pulsar", &[("berth.dev/enabled", "true")], 1)]));
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    // No namespaceSelector on labels: ready without the API (no RBAC needed).
+    let unselective =
+        CONFIG.replace("      namespaceSelector:\n        matchLabels:\n          berth.dev/enabled: \"true\"\n", "");
+    assert_ne!(unselective, CONFIG);
+    std::fs::write(&config, &unselective).expect("config");
+    let server = Server::builder()
+        .config(&config)
+        .arg("--kube-api")
+        .arg(&api.url)
+        .arg("--kube-ca")
+        .arg(api.ca.display().to_string())
+        .arg("--kube-token-file")
+        .arg(api.token_file.display().to_string())
+        .spawn();
+    assert!(api.requests.lock().expect("lock").is_empty(), "berth asked the API with no policy needing it");
+
+    // A reload that selects by label starts the list and the watch.
+    let tmp = config.with_extension("new");
+    std::fs::write(&tmp, CONFIG).expect("config");
+    std::fs::rename(&tmp, &config).expect("rename");
+    server.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    runtime.block_on(async {
+        assert!(patched(&server, "pulsar").await);
+        assert!(!patched(&server, "other").await);
+    });
+    assert!(api.requests.lock().expect("lock").iter().any(|(path, _)| path == "/api/v1/namespaces"));
+}

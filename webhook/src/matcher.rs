@@ -57,21 +57,22 @@ impl Matcher {
     }
 }
 
-/// Webhook semantics: a namespaced object is matched on its namespace's
-/// labels; a Namespace on its own labels; other cluster-scoped objects
-/// always match.
+/// Webhook semantics: a Namespace is matched on its own labels (the old
+/// object's on DELETE; the apiserver sets `namespace` to its own name, so
+/// that field does not tell); another namespaced object on its namespace's
+/// labels; other cluster-scoped objects always match.
 fn namespace_matches(
     selector: &LabelSelector,
     request: &AdmissionRequest,
     namespace: &str,
     namespaces: Option<&Namespaces>,
 ) -> bool {
-    if namespace.is_empty() {
-        if request.kind.kind != "Namespace" {
-            return true;
-        }
+    if request.resource.resource == "namespaces" && request.sub_resource.as_deref().unwrap_or("").is_empty() {
         let labels = request.labels();
         return selector_matches(selector, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str));
+    }
+    if namespace.is_empty() {
+        return true;
     }
     let with_name = |labels: Option<&crate::namespaces::Labels>| {
         selector_matches(selector, |key| {
@@ -196,6 +197,14 @@ mod tests {
             ..Default::default()
         });
         assert!(by_name.matches(&pod, None), "the name label is always known");
+
+        // A Namespace being created is matched on its own labels, not on
+        // what berth has (or has not yet) seen of it.
+        let mut namespace = request("CREATE", "namespaces", None, json!({"berth.dev/enabled": "true"}));
+        namespace.kind.kind = "Namespace".into();
+        namespace.namespace = Some("new".into());
+        assert!(m.matches(&namespace, Some(&disabled)));
+        assert!(m.matches(&namespace, None));
         assert_eq!(by_name.namespace_label_keys().count(), 0);
     }
 }

@@ -182,6 +182,30 @@ struct WatchEvent {
     object: serde_json::Value,
 }
 
+/// The namespace labels, started the first time a configuration needs
+/// them: berth asks the Kubernetes API for nothing (and needs no RBAC for
+/// Namespaces) while no policy selects namespaces by their labels.
+#[derive(Debug, Default)]
+pub struct OnDemand {
+    api: Option<KubeApi>,
+    started: tokio::sync::OnceCell<Namespaces>,
+}
+
+impl OnDemand {
+    pub fn new(api: Option<KubeApi>) -> Self {
+        Self { api, started: tokio::sync::OnceCell::new() }
+    }
+
+    /// The labels for a configuration: started now if `needed` and not yet;
+    /// `None` if never needed, or if there is no API to ask.
+    pub async fn get(&self, needed: bool) -> Option<Namespaces> {
+        match (&self.api, needed) {
+            (Some(api), true) => Some(self.started.get_or_init(|| start(api.clone())).await.clone()),
+            _ => self.started.get().cloned(),
+        }
+    }
+}
+
 /// List the namespaces (retrying until the API answers), then keep the
 /// labels current from a watch in the background.
 pub async fn start(api: KubeApi) -> Namespaces {

@@ -16,8 +16,8 @@ pub enum PatchError {
     DoesNotApply(String),
     #[error("patch changes {0}, which identifies the object")]
     Protected(&'static str),
-    #[error("patch leaves something other than a JSON object")]
-    NotAnObject,
+    #[error("patch operates on the whole object (path \"\"), which kube-apiserver cannot apply; patch its fields")]
+    WholeObject,
 }
 
 /// The object as the mutating chain has left it so far.
@@ -55,6 +55,12 @@ impl WorkingCopy {
         if ops.is_empty() {
             return Ok(&[]);
         }
+        // kube-apiserver's JSON Patch (evanphx/json-patch) finds no parent for
+        // the root path and fails the request, so such a patch is refused
+        // here, where the policy and its failurePolicy are known.
+        if ops.iter().any(|op| op.path().as_str().is_empty() || from(op).is_some_and(str::is_empty)) {
+            return Err(PatchError::WholeObject);
+        }
         let object = self.object.get_or_insert_with(|| original.clone());
         // Only a patch that reaches a protected field needs a snapshot to
         // compare and roll back; the common case pays nothing.
@@ -62,14 +68,11 @@ impl WorkingCopy {
         let before = risky.then(|| object.clone());
         json_patch::patch(object, &ops).map_err(|err| PatchError::DoesNotApply(err.to_string()))?;
         if let Some(before) = before {
-            let error = if !object.is_object() {
-                Some(PatchError::NotAnObject)
-            } else {
-                PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p)).map(|p| PatchError::Protected(p))
-            };
-            if let Some(error) = error {
+            // A patch that spares the root leaves an object; only the
+            // identity can have changed.
+            if let Some(changed) = PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p)) {
                 *object = before;
-                return Err(error);
+                return Err(PatchError::Protected(changed));
             }
         }
         let start = self.ops.len();
@@ -93,13 +96,17 @@ impl Default for WorkingCopy {
 }
 
 fn touches_protected(op: &PatchOperation) -> bool {
-    let is_prefix =
-        |path: &str| PROTECTED.iter().any(|p| *p == path || p.starts_with(&format!("{path}/")) || path.is_empty());
-    let from = match op {
+    let is_prefix = |path: &str| PROTECTED.iter().any(|p| *p == path || p.starts_with(&format!("{path}/")));
+    is_prefix(op.path().as_str()) || from(op).is_some_and(is_prefix)
+}
+
+/// The `from` of a move or copy.
+fn from(op: &PatchOperation) -> Option<&str> {
+    match op {
         PatchOperation::Move(m) => Some(m.from.as_str()),
+        PatchOperation::Copy(c) => Some(c.from.as_str()),
         _ => None,
-    };
-    is_prefix(op.path().as_str()) || from.is_some_and(is_prefix)
+    }
 }
 
 #[cfg(test)]
@@ -132,9 +139,11 @@ mod tests {
         let err = copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"q"}}]"#).unwrap_err();
         assert_eq!(err, PatchError::Protected("/metadata/name"));
         let err = copy.apply(&original, r#"[{"op":"replace","path":"","value":[1]}]"#).unwrap_err();
-        assert_eq!(err, PatchError::NotAnObject);
-        let err = copy.apply(&original, r#"[{"op":"replace","path":"","value":{"kind":"Pod"}}]"#).unwrap_err();
-        assert_eq!(err, PatchError::Protected("/apiVersion"));
+        assert_eq!(err, PatchError::WholeObject);
+        let err = copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":[1]}]"#).unwrap_err();
+        assert_eq!(err, PatchError::Protected("/metadata/name"));
+        let err = copy.apply(&original, r#"[{"op":"move","from":"","path":"/spec/x"}]"#).unwrap_err();
+        assert_eq!(err, PatchError::WholeObject);
         // Replacing the metadata while keeping the identity is allowed.
         copy.apply(
             &original,

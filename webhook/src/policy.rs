@@ -105,6 +105,15 @@ impl PolicySet {
     }
 }
 
+/// Whether any policy of `sources` selects namespaces by a label other than
+/// their name, and so needs the namespaces' labels.
+pub fn needs_namespace_labels(sources: &[Source]) -> bool {
+    sources
+        .iter()
+        .flat_map(|source| &source.config.policies)
+        .any(|spec| Matcher::from(spec.matcher.clone()).namespace_label_keys().next().is_some())
+}
+
 fn load_plugin(runtime: &Runtime, spec: &PolicySpec, source: &Source) -> Result<Plugin, PolicySetError> {
     let policy = spec.name.clone();
     let wasm: std::borrow::Cow<'static, [u8]> = match spec.plugin.strip_prefix(builtin::PREFIX) {

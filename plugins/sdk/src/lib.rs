@@ -98,6 +98,7 @@ macro_rules! export_plugin {
             struct Plugin;
             impl $crate::guest::Guest for Plugin {
                 fn validate_settings(settings: String) -> Result<(), String> {
+                    $crate::guest::install_panic_hook();
                     $crate::glue::validate_settings::<$settings>(&settings)
                 }
                 fn evaluate(request: String, settings: String) -> Result<$crate::guest::WitVerdict, String> {

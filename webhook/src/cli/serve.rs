@@ -82,7 +82,14 @@ impl ServeArgs {
         };
         let kube = match (&self.kube_api, &self.kube_ca) {
             (Some(url), Some(ca)) => Some(KubeApi::new(url, ca, self.kube_token_file.as_deref())?),
-            _ => KubeApi::in_cluster().transpose()?,
+            // In a pod without a service-account token berth still runs; a
+            // policy that needs namespace labels is then refused at load.
+            _ => KubeApi::in_cluster().and_then(|api| {
+                api.map_err(|err| {
+                    tracing::warn!("the in-cluster Kubernetes API is not usable: {}", crate::error_chain(&err))
+                })
+                .ok()
+            }),
         };
         let options = ServeOptions {
             config: self.config,

@@ -168,20 +168,18 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let mut server = tokio::spawn(serve(listener, acceptor, app.clone(), options.drain_timeout, signals.terminate));
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
+    let namespaces = Arc::new(crate::namespaces::OnDemand::new(options.kube.clone()));
     let load = async {
-        let namespaces = match options.kube.clone() {
-            Some(api) => Some(crate::namespaces::start(api).await),
-            None => None,
-        };
-        let (runtime, for_load) = (runtime.clone(), namespaces.clone());
-        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, for_load))
+        let needed = crate::policy::needs_namespace_labels(&sources);
+        let (runtime, labels) = (runtime.clone(), namespaces.get(needed).await);
+        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, labels))
             .await
-            .map_err(|_| ServeError::LoadTask)??;
-        Ok::<_, ServeError>((namespaces, loaded))
+            .map_err(|_| ServeError::LoadTask)?
+            .map_err(ServeError::from)
     };
     // SIGTERM while still loading (a Kubernetes API that does not answer,
     // say) ends the server task; it must end berth too.
-    let (namespaces, loaded) = tokio::select! {
+    let loaded = tokio::select! {
         loaded = load => loaded?,
         ended = &mut server => return ended.map_err(|_| ServeError::ServeTask),
     };

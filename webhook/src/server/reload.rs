@@ -4,7 +4,7 @@
 //! refused, logged, and the old one keeps serving.
 
 use super::App;
-use crate::namespaces::Namespaces;
+use crate::namespaces::OnDemand;
 use crate::policy::PolicySet;
 use crate::runtime::Runtime;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Receiver;
 pub fn spawn(
     app: Arc<App>,
     runtime: Arc<Runtime>,
-    namespaces: Option<Namespaces>,
+    namespaces: Arc<OnDemand>,
     paths: Vec<PathBuf>,
     interval: Duration,
     mut hangup: Receiver<()>,
@@ -44,22 +44,18 @@ pub fn spawn(
     });
 }
 
-async fn reload(
-    app: &App,
-    runtime: &Arc<Runtime>,
-    namespaces: &Option<Namespaces>,
-    paths: &[PathBuf],
-    why: &'static str,
-) {
-    let (runtime, namespaces, owned) = (runtime.clone(), namespaces.clone(), paths.to_vec());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let sources = super::sources(&owned)?;
-        let audit = super::audit_section(&sources);
-        Ok::<_, super::ServeError>((PolicySet::load(&runtime, &sources, namespaces)?, audit))
-    })
-    .await;
-    match loaded {
-        Ok(Ok((set, audit))) => {
+async fn reload(app: &App, runtime: &Arc<Runtime>, namespaces: &OnDemand, paths: &[PathBuf], why: &'static str) {
+    let sources = match super::sources(paths) {
+        Ok(sources) => sources,
+        Err(err) => return refused(app, why, &err),
+    };
+    let audit = super::audit_section(&sources);
+    // A configuration that newly selects namespaces by label starts the
+    // watch now (and waits for its first list).
+    let labels = namespaces.get(crate::policy::needs_namespace_labels(&sources)).await;
+    let runtime = runtime.clone();
+    match tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, labels)).await {
+        Ok(Ok(set)) => {
             if audit != app.audit_section {
                 tracing::warn!(
                     why,
@@ -71,16 +67,14 @@ async fn reload(
             app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "ok" }).inc();
             tracing::info!(why, "configuration reloaded");
         }
-        Ok(Err(err)) => {
-            app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "refused" }).inc();
-            tracing::error!(
-                why,
-                "new configuration refused, the previous one keeps serving: {}",
-                crate::error_chain(&err)
-            );
-        }
+        Ok(Err(err)) => refused(app, why, &err),
         Err(err) => tracing::error!(why, "configuration reload task failed: {err}"),
     }
+}
+
+fn refused(app: &App, why: &'static str, err: &dyn std::error::Error) {
+    app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "refused" }).inc();
+    tracing::error!(why, "new configuration refused, the previous one keeps serving: {}", crate::error_chain(err));
 }
 
 /// The files' bytes: compared whole, so a ConfigMap's symlink swap counts.
