@@ -320,3 +320,22 @@ fn a_reload_that_changes_the_audit_section_says_it_needs_a_restart() {
     server.wait_for_log("configuration reloaded", Duration::from_secs(10));
     runtime().block_on(async { assert_eq!(toleration_value(&server).await, "second") });
 }
+
+#[test]
+fn a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start();
+    let closed_after = runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.listen).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name").to_owned();
+        let connector = berth_e2e::client::tls_connector(&server.ca, Protocol::Http1);
+        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        // Say nothing: berth must hang up rather than hold the socket.
+        let read = tokio::time::timeout(Duration::from_secs(30), tls.read(&mut buf)).await;
+        assert!(read.is_ok(), "berth still holds an idle connection after 30 s");
+        started.elapsed()
+    });
+    assert!(closed_after >= Duration::from_secs(5), "closed too early: {closed_after:?}");
+}

@@ -4,6 +4,7 @@
 //! axum routes `/mutate` and `/validate` to `routes.rs`, which hands the
 //! synchronous Wasm work to the blocking pool, bounded by a semaphore.
 
+mod first_byte;
 mod metrics;
 mod reload;
 mod routes;
@@ -18,7 +19,7 @@ use crate::namespaces::KubeApi;
 use crate::policy::{PolicySet, PolicySetError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use arc_swap::ArcSwapOption;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -33,6 +34,12 @@ use tokio_rustls::TlsAcceptor;
 
 /// A TLS handshake must finish within this, so idle sockets cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client's first bytes, and then each HTTP/1.1 request's headers, must
+/// arrive within this.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle HTTP/2 connection is pinged this often, and closed if a ping
+/// goes unanswered this long.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -211,7 +218,12 @@ async fn serve(
     mut terminate: tokio::sync::mpsc::Receiver<()>,
 ) {
     let service = TowerToHyperService::new(routes::router(app));
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper enforces no timeouts at all. HTTP/1.1 must send
+    // its headers in time; HTTP/2 connections (the apiserver keeps them
+    // open) are pinged when idle. Before either, FirstByteDeadline.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(H2_KEEP_ALIVE).keep_alive_timeout(H2_KEEP_ALIVE);
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -237,7 +249,8 @@ async fn serve(
                 Ok(Err(err)) => return tracing::debug!("TLS handshake failed: {err}"),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
-            let connection = builder.serve_connection(TokioIo::new(tls), service);
+            let io = TokioIo::new(first_byte::FirstByteDeadline::new(tls, HEADER_READ_TIMEOUT));
+            let connection = builder.serve_connection(io, service);
             if let Err(err) = watcher.watch(connection).await {
                 tracing::debug!("connection ended: {err}");
             }
