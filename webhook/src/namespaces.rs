@@ -12,6 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -42,6 +43,22 @@ pub enum NamespaceError {
     Status { what: &'static str, status: u16, body: String },
     #[error("the Kubernetes API sent something that is not a namespace list: {0}")]
     Decode(#[source] serde_json::Error),
+    #[error("the Kubernetes API did not answer {what} within {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+}
+
+/// Connecting, and a list, must finish within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Watches are asked to end after 290 s; one silent for longer is dead.
+const WATCH_SECONDS: u64 = 290;
+const WATCH_IDLE: Duration = Duration::from_secs(WATCH_SECONDS + 40);
+
+async fn within<T>(
+    what: &'static str,
+    after: Duration,
+    work: impl Future<Output = Result<T, NamespaceError>>,
+) -> Result<T, NamespaceError> {
+    tokio::time::timeout(after, work).await.map_err(|_| NamespaceError::Timeout { what, after })?
 }
 
 /// The labels of every namespace, as last seen.
@@ -127,6 +144,10 @@ impl KubeApi {
 
     /// One GET on a fresh connection (a list, or a long-lived watch).
     async fn get(&self, path_and_query: &str) -> Result<Response<Incoming>, NamespaceError> {
+        within("the connection", REQUEST_TIMEOUT, self.send(path_and_query)).await
+    }
+
+    async fn send(&self, path_and_query: &str) -> Result<Response<Incoming>, NamespaceError> {
         let tcp =
             tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(NamespaceError::Connect)?;
         let name = ServerName::try_from(self.host.clone()).map_err(|_| NamespaceError::Url(self.uri.to_string()))?;
@@ -215,9 +236,16 @@ pub async fn start(api: KubeApi) -> Namespaces {
     let cache = namespaces.clone();
     tokio::spawn(async move {
         loop {
+            let started = std::time::Instant::now();
             match watch(&api, &cache, &version).await {
-                // The watch timed out or was closed: resume from where it was.
-                Ok(Some(last)) => version = last,
+                // The watch timed out or was closed: resume from where it
+                // was (no event is lost), slowly if it keeps ending at once.
+                Ok(Some(last)) => {
+                    version = last;
+                    if started.elapsed() < Duration::from_secs(5) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
                 // The version is too old (410 Gone): start over from a list.
                 Ok(None) => version = list_until_done(&api, &cache).await,
                 Err(err) => {
@@ -246,9 +274,12 @@ async fn list_until_done(api: &KubeApi, namespaces: &Namespaces) -> String {
 }
 
 async fn list(api: &KubeApi, namespaces: &Namespaces) -> Result<String, NamespaceError> {
-    let response = api.get("/api/v1/namespaces").await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.map_err(NamespaceError::Http)?.to_bytes();
+    let (status, body) = within("the namespace list", REQUEST_TIMEOUT, async {
+        let response = api.get("/api/v1/namespaces").await?;
+        let status = response.status().as_u16();
+        Ok((status, response.into_body().collect().await.map_err(NamespaceError::Http)?.to_bytes()))
+    })
+    .await?;
     if status != 200 {
         let body = String::from_utf8_lossy(&body).chars().take(300).collect();
         return Err(NamespaceError::Status { what: "listing namespaces", status, body });
@@ -260,8 +291,9 @@ async fn list(api: &KubeApi, namespaces: &Namespaces) -> Result<String, Namespac
 
 /// Follow one watch; `Some(version)` to resume from, `None` to relist.
 async fn watch(api: &KubeApi, namespaces: &Namespaces, version: &str) -> Result<Option<String>, NamespaceError> {
-    let path =
-        format!("/api/v1/namespaces?watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={version}");
+    let path = format!(
+        "/api/v1/namespaces?watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={version}"
+    );
     let response = api.get(&path).await?;
     let status = response.status().as_u16();
     if status == 410 {
@@ -279,7 +311,7 @@ async fn watch(api: &KubeApi, namespaces: &Namespaces, version: &str) -> Result<
     }
     let mut version = version.to_owned();
     let mut pending = Vec::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = within("the namespace watch", WATCH_IDLE, async { Ok(body.frame().await) }).await? {
         let Ok(data) = frame.map_err(NamespaceError::Http)?.into_data() else { continue };
         pending.extend_from_slice(&data);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
