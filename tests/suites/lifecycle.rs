@@ -339,3 +339,29 @@ fn a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
     });
     assert!(closed_after >= Duration::from_secs(5), "closed too early: {closed_after:?}");
 }
+
+#[test]
+fn a_reload_waiting_for_its_plugin_file_happens_when_the_file_arrives() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, tolerations_config("first")).expect("config");
+    let server = Server::builder().config(&config).spawn();
+
+    // The configuration names a plugin file that is not there yet (a volume
+    // still syncing): refused, the old one keeps serving.
+    replace_file(&config, &tolerations_config("second").replace("builtin:tolerations", "plugin.wasm"));
+    server.wait_for_log("new configuration refused", Duration::from_secs(10));
+    runtime().block_on(async { assert_eq!(toleration_value(&server).await, "first") });
+
+    // The file arrives; the configuration itself does not change again.
+    let wasm = Path::new(berth::builtin::TEST_PLUGIN_DIR).join("berth_plugin_tolerations.wasm");
+    std::fs::copy(&wasm, dir.path().join("plugin.tmp")).expect("copy");
+    std::fs::rename(dir.path().join("plugin.tmp"), dir.path().join("plugin.wasm")).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    runtime().block_on(async {
+        while toleration_value(&server).await != "second" {
+            assert!(Instant::now() < deadline, "the plugin file arrived but the configuration never loaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}

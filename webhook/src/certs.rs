@@ -1,6 +1,6 @@
 //! Serving certificates: a self-signed CA and a serving certificate, for
-//! development and for `berth serve` without `--tls-cert`. Production uses
-//! cert-manager or `berth certs` (certs/README.md).
+//! development and for `berth serve` without `--tls-cert`. Clusters give
+//! berth a certificate, from cert-manager say (certs/README.md).
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,

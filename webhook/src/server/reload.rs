@@ -77,7 +77,20 @@ fn refused(app: &App, why: &'static str, err: &dyn std::error::Error) {
     tracing::error!(why, "new configuration refused, the previous one keeps serving: {}", crate::error_chain(err));
 }
 
-/// The files' bytes: compared whole, so a ConfigMap's symlink swap counts.
+/// What a configuration depends on: its files' bytes (compared whole, so a
+/// ConfigMap's symlink swap counts), and the size and modification time of
+/// every plugin file it names, so that a new `.wasm` is picked up, and a
+/// reload refused for want of one is tried again when it arrives.
 fn contents(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
-    paths.iter().map(|path| std::fs::read(path).ok()).collect()
+    let mut seen: Vec<Option<Vec<u8>>> = paths.iter().map(|path| std::fs::read(path).ok()).collect();
+    for source in paths.iter().filter_map(|path| crate::config::Config::read(path).ok()) {
+        for policy in source.config.policies.iter().filter(|p| !p.plugin.starts_with(crate::builtin::PREFIX)) {
+            let stat = std::fs::metadata(source.base_dir.join(&policy.plugin)).ok().map(|meta| {
+                let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                format!("{}:{}:{:?}", policy.plugin, meta.len(), modified).into_bytes()
+            });
+            seen.push(stat);
+        }
+    }
+    seen
 }
