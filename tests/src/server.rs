@@ -134,6 +134,16 @@ impl ServerBuilder {
         self.arg("--config").arg(path.display().to_string())
     }
 
+    /// Read namespace labels from this stand-in Kubernetes API.
+    pub fn kube_api(self, api: &crate::kube::FakeKubeApi) -> Self {
+        self.arg("--kube-api")
+            .arg(&api.url)
+            .arg("--kube-ca")
+            .arg(api.ca.display().to_string())
+            .arg("--kube-token-file")
+            .arg(api.token_file.display().to_string())
+    }
+
     /// Serve this certificate instead of a generated one: `(ca, cert, key)`.
     pub fn tls_files(mut self, ca: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((ca, cert, key));

@@ -48,15 +48,7 @@ fn namespace_labels_are_listed_watched_and_matched() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("berth.yaml");
     std::fs::write(&config, CONFIG).expect("config");
-    let server = Server::builder()
-        .config(&config)
-        .arg("--kube-api")
-        .arg(&api.url)
-        .arg("--kube-ca")
-        .arg(api.ca.display().to_string())
-        .arg("--kube-token-file")
-        .arg(api.token_file.display().to_string())
-        .spawn();
+    let server = Server::builder().config(&config).kube_api(&api).spawn();
 
     runtime.block_on(async {
         assert!(patched(&server, "pulsar").await, "a namespace labelled berth.dev/enabled=true is selected");
@@ -147,15 +139,7 @@ fn the_namespace_api_is_asked_only_once_a_policy_needs_labels() {
         CONFIG.replace("      namespaceSelector:\n        matchLabels:\n          berth.dev/enabled: \"true\"\n", "");
     assert_ne!(unselective, CONFIG);
     std::fs::write(&config, &unselective).expect("config");
-    let server = Server::builder()
-        .config(&config)
-        .arg("--kube-api")
-        .arg(&api.url)
-        .arg("--kube-ca")
-        .arg(api.ca.display().to_string())
-        .arg("--kube-token-file")
-        .arg(api.token_file.display().to_string())
-        .spawn();
+    let server = Server::builder().config(&config).kube_api(&api).spawn();
     assert!(api.requests.lock().expect("lock").is_empty(), "berth asked the API with no policy needing it");
 
     // A reload that selects by label starts the list and the watch.
