@@ -221,7 +221,7 @@ async fn a_streaming_list_watch_gets_the_initial_objects_and_the_end_bookmark() 
             other => panic!("unexpected {other:?}"),
         };
     }
-    assert_eq!(initial, fixture_jobs.iter().map(|j| key(&meta(j))).collect());
+    assert_eq!(initial, fixture_jobs.iter().map(|j| key(&meta(j))).collect::<BTreeSet<_>>());
     let added = api.apply(job_like(&fixture_jobs[0], "other", "other-init")).expect("apply");
     match next(&mut stream).await.expect("goes on").expect("no error") {
         watcher::Event::Apply(job) => assert_eq!(job.metadata, meta(&added)),

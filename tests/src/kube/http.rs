@@ -173,6 +173,11 @@ pub async fn answer(
     faults: watch::Receiver<Faults>,
     request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
+    if faults.borrow().away.is_some() {
+        // A request on a connection that is closing as the API goes away:
+        // it is never answered (the connection's task drops it).
+        std::future::pending::<()>().await;
+    }
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let recorded = Recorded {
         method: request.method().to_string(),
@@ -185,7 +190,7 @@ pub async fn answer(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if recorded.authorization.as_deref() != Some(&format!("Bearer {}", shared.token)) {
+    if recorded.authorization.as_deref() != Some(format!("Bearer {}", shared.token).as_str()) {
         return failure(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
     if request.method() != hyper::Method::GET {
@@ -386,24 +391,25 @@ fn start_watch(
         let name = target.name.as_deref();
         let namespace = target.namespace.as_deref();
         let mut lines = Vec::new();
-        let mut position = {
+        let start = {
             let store = shared.store.lock().expect("store lock");
             match from {
-                Some(from) => match store.check(from) {
-                    Ok(()) => from,
-                    Err(gone) => {
-                        let _ = tx.send(event("ERROR", gone_status(&gone))).await;
-                        return;
-                    }
-                },
+                Some(from) => store.check(from).map(|()| from),
                 None => {
                     for (_, object) in store.list(target.resource, namespace, None) {
                         if selector.matches(object) && name.is_none_or(|n| object["metadata"]["name"] == n) {
                             lines.push(event("ADDED", shaped(object, shape)));
                         }
                     }
-                    store.revision()
+                    Ok(store.revision())
                 }
+            }
+        };
+        let mut position = match start {
+            Ok(position) => position,
+            Err(gone) => {
+                let _ = tx.send(event("ERROR", gone_status(&gone))).await;
+                return;
             }
         };
         if initial_events {
@@ -416,7 +422,7 @@ fn start_watch(
         }
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let every = *shared.bookmark_every.lock().expect("bookmark lock");
+        let every = (*shared.bookmark_every.lock().expect("bookmark lock")).max(Duration::from_millis(1));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let drained = {
@@ -443,7 +449,7 @@ fn start_watch(
                 () = &mut deadline => return,
                 () = tx.closed() => return,
                 // The API going away closes its watches with their connections.
-                _ = faults.wait_for(|f| f.away.is_some()) => return,
+                () = super::gone_away(&mut faults) => return,
                 changed = changes.changed() => if changed.is_err() { return },
                 _ = ticks.tick(), if bookmarks => {
                     if tx.send(bookmark(position, json!({}))).await.is_err() {

@@ -75,7 +75,7 @@ impl Recorded {
     }
 
     pub fn is_authenticated(&self) -> bool {
-        self.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))
+        self.authorization.as_deref() == Some(format!("Bearer {TOKEN}").as_str())
     }
 
     /// The path without its query.
@@ -196,7 +196,9 @@ impl FakeKubeApi {
         let dir = tempfile::tempdir().expect("tmp");
         let certs = berth::certs::generate(dir.path(), &["127.0.0.1".to_owned()]).expect("certs");
         let token_file = dir.path().join("token");
-        std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token");
+        // No newline at the end, as a projected service account token:
+        // kube-rs sends the file's bytes as they are.
+        std::fs::write(&token_file, TOKEN).expect("token");
         let tls = {
             use rustls_pki_types::pem::PemObject;
             use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -405,7 +407,7 @@ async fn connection(
     tokio::select! {
         _ = serving => {}
         // Going away drops the connection, whatever it was doing.
-        _ = faults.wait_for(|f| f.away.is_some()) => {}
+        () = gone_away(&mut faults) => {}
     }
 }
 
@@ -416,4 +418,9 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Until the API goes away (or its handle is dropped).
+async fn gone_away(faults: &mut watch::Receiver<Faults>) {
+    let _ = faults.wait_for(|f| f.away.is_some()).await;
 }

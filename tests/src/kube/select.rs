@@ -92,15 +92,18 @@ impl Selector {
             "metadata.name" => metadata["name"].as_str(),
             _ => Some(metadata["namespace"].as_str().unwrap_or("")),
         };
-        let holds = |requirement: &Requirement, get: &dyn Fn(&str) -> Option<&str>| match requirement {
-            Requirement::Equals(key, value) => get(key) == Some(value.as_str()),
-            Requirement::NotEquals(key, value) => get(key) != Some(value.as_str()),
-            Requirement::In(key, values) => get(key).is_some_and(|v| values.iter().any(|x| x == v)),
-            Requirement::NotIn(key, values) => get(key).is_none_or(|v| values.iter().all(|x| x != v)),
-            Requirement::Exists(key) => get(key).is_some(),
-            Requirement::Missing(key) => get(key).is_none(),
-        };
-        self.labels.iter().all(|r| holds(r, &label)) && self.fields.iter().all(|r| holds(r, &field))
+        self.labels.iter().all(|r| holds(r, label)) && self.fields.iter().all(|r| holds(r, field))
+    }
+}
+
+fn holds<'v>(requirement: &Requirement, get: impl Fn(&str) -> Option<&'v str>) -> bool {
+    match requirement {
+        Requirement::Equals(key, value) => get(key) == Some(value.as_str()),
+        Requirement::NotEquals(key, value) => get(key) != Some(value.as_str()),
+        Requirement::In(key, values) => get(key).is_some_and(|v| values.iter().any(|x| x == v)),
+        Requirement::NotIn(key, values) => get(key).is_none_or(|v| values.iter().all(|x| x != v)),
+        Requirement::Exists(key) => get(key).is_some(),
+        Requirement::Missing(key) => get(key).is_none(),
     }
 }
 
