@@ -165,7 +165,8 @@ async fn a_metadata_watcher_lists_then_sees_jobs_added_and_deleted() {
     let (api, client) = start().await;
     api.set_bookmark_interval(Duration::from_millis(50));
     let fixture_jobs = of_kind(&cluster(), "Job");
-    let mut stream = watcher(Api::<PartialObjectMeta<Job>>::all(client), watcher::Config::default().page_size(1)).boxed();
+    let mut stream =
+        watcher(Api::<PartialObjectMeta<Job>>::all(client), watcher::Config::default().page_size(1)).boxed();
 
     assert!(matches!(next(&mut stream).await, Some(Ok(watcher::Event::Init))));
     let mut initial = BTreeSet::new();
@@ -300,10 +301,7 @@ async fn while_the_api_is_away_requests_fail_and_watches_end_until_it_comes_back
         assert!(!matches!(next(&mut watch).await, Some(Ok(_))), "{away:?}: the open watch ended");
         let error = jobs.list_metadata(&ListParams::default()).await.expect_err("no API, no list");
         assert!(!matches!(error, kube::Error::Api(_)), "{away:?}: a connection failure, not a status: {error:?}");
-        assert!(
-            matches!(next(&mut watcher_events).await, Some(Err(_))),
-            "{away:?}: the watcher reports the API gone"
-        );
+        assert!(matches!(next(&mut watcher_events).await, Some(Err(_))), "{away:?}: the watcher reports the API gone");
         assert_eq!(api.requests().len(), before, "{away:?}: nothing reached the API");
         while api.watchers() > 0 {
             assert!(Instant::now() < deadline, "{away:?}: watches still open");
@@ -332,8 +330,16 @@ async fn objects_are_full_or_metadata_only_as_the_accept_header_asks() {
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
 
     let full = jobs.get(&name).await.expect("the Job");
-    let containers: Vec<_> =
-        full.spec.expect("a full Job has its spec").template.spec.expect("pod spec").containers.into_iter().map(|c| c.name).collect();
+    let containers: Vec<_> = full
+        .spec
+        .expect("a full Job has its spec")
+        .template
+        .spec
+        .expect("pod spec")
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     let expected: Vec<_> = fixture["spec"]["template"]["spec"]["containers"]
         .as_array()
         .expect("containers")
@@ -348,8 +354,7 @@ async fn objects_are_full_or_metadata_only_as_the_accept_header_asks() {
     let raw = |path: String, accept: &'static str| {
         let client = client.clone();
         async move {
-            let request =
-                hyper::Request::get(path).header("accept", accept).body(Vec::new()).expect("a request");
+            let request = hyper::Request::get(path).header("accept", accept).body(Vec::new()).expect("a request");
             client.request::<Value>(request).await
         }
     };
@@ -364,7 +369,13 @@ async fn objects_are_full_or_metadata_only_as_the_accept_header_asks() {
     let list = "/apis/batch/v1/jobs".to_owned();
     let body = raw(list.clone(), METADATA_LIST).await.expect("a metadata list");
     assert_eq!(body["kind"], "PartialObjectMetadataList");
-    assert!(body["items"].as_array().expect("items").iter().all(|i| i["kind"] == "PartialObjectMetadata" && i.get("spec").is_none()));
+    assert!(
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["kind"] == "PartialObjectMetadata" && i.get("spec").is_none())
+    );
     let body = raw(list.clone(), "application/json").await.expect("a full list");
     assert_eq!(body["kind"], "JobList");
     assert!(body["items"].as_array().expect("items").iter().all(|i| i["spec"].is_object()));
@@ -406,7 +417,8 @@ async fn after_a_compaction_an_old_version_is_gone() {
     assert!(next(&mut watch).await.is_none(), "and the watch ends");
 
     let token = first.metadata.continue_.expect("a continue token");
-    let status = api_status(jobs.list_metadata(&ListParams::default().limit(1).continue_token(&token)).await.expect_err("410"));
+    let status =
+        api_status(jobs.list_metadata(&ListParams::default().limit(1).continue_token(&token)).await.expect_err("410"));
     assert_eq!(status.code, 410);
 
     // From the current version, a watch goes on.
@@ -418,4 +430,18 @@ async fn after_a_compaction_an_old_version_is_gone() {
         Some(Ok(WatchEvent::Deleted(job))) => assert_eq!(job.metadata.name.as_deref(), Some(name)),
         other => panic!("expected the deletion, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_is_served_too() {
+    // kube-rs offers only http/1.1; berth's own client or another may not.
+    let (api, _) = start().await;
+    let addr = api.url.trim_start_matches("https://").parse().expect("the API's address");
+    let mut client = berth_e2e::client::Client::connect(addr, &api.ca, berth_e2e::client::Protocol::Http2)
+        .await
+        .expect("an h2 connection");
+    let (status, body) = client.get("/api/v1/namespaces").await.expect("an answer over h2");
+    assert_eq!(status, hyper::StatusCode::UNAUTHORIZED, "no token, no namespaces");
+    let body: Value = serde_json::from_slice(&body).expect("a Status");
+    assert_eq!((body["kind"].as_str(), body["code"].as_u64()), (Some("Status"), Some(401)));
 }

@@ -49,6 +49,19 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     json_response(code, &status_object(code, reason, message, None))
 }
 
+/// A request the API turns down before serving it: its Status.
+struct Refusal {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn response(&self) -> Response<Body> {
+        failure(self.code, self.reason, &self.message)
+    }
+}
+
 fn gone_status(gone: &Gone) -> Value {
     let message = format!("too old resource version: {} ({})", gone.requested, gone.oldest);
     status_object(StatusCode::GONE, "Expired", &message, None)
@@ -98,8 +111,12 @@ struct Target {
     name: Option<String>,
 }
 
-fn route(store: &Store, path: &str) -> Result<Target, Response<Body>> {
-    let not_found = || failure(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource");
+fn route(store: &Store, path: &str) -> Result<Target, Refusal> {
+    let not_found = || Refusal {
+        code: StatusCode::NOT_FOUND,
+        reason: "NotFound",
+        message: "the server could not find the requested resource".to_owned(),
+    };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segments.as_slice() {
         ["api", version, rest @ ..] => ("", *version, rest),
@@ -134,7 +151,7 @@ enum Shape {
 /// Pick the first acceptable media range. A list must be asked for as
 /// `as=PartialObjectMetadataList`, one object (and each watch event) as
 /// `as=PartialObjectMetadata`; the API refuses the other with 406.
-fn negotiate(accept: Option<&str>, metadata_as: &str) -> Result<Shape, Response<Body>> {
+fn negotiate(accept: Option<&str>, metadata_as: &str) -> Result<Shape, Refusal> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(Shape::Full) };
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
@@ -145,16 +162,17 @@ fn negotiate(accept: Option<&str>, metadata_as: &str) -> Result<Shape, Response<
         let params: BTreeMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).collect();
         match params.get("as") {
             None => return Ok(Shape::Full),
-            Some(as_) if *as_ == metadata_as
-                && params.get("g") == Some(&"meta.k8s.io")
-                && params.get("v") == Some(&"v1") =>
+            Some(as_)
+                if *as_ == metadata_as && params.get("g") == Some(&"meta.k8s.io") && params.get("v") == Some(&"v1") =>
             {
                 return Ok(Shape::Metadata);
             }
             Some(_) => {}
         }
     }
-    Err(failure(StatusCode::NOT_ACCEPTABLE, "NotAcceptable", &format!("only the following media types are accepted: application/json, application/json;as={metadata_as};g=meta.k8s.io;v=v1 (asked for {accept})")))
+    let message =
+        format!("only application/json or application/json;as={metadata_as};g=meta.k8s.io;v=v1, not {accept}");
+    Err(Refusal { code: StatusCode::NOT_ACCEPTABLE, reason: "NotAcceptable", message })
 }
 
 fn shaped(object: &Value, shape: Shape) -> Value {
@@ -198,7 +216,7 @@ pub async fn answer(
     }
     let target = match route(&shared.store.lock().expect("store lock"), request.uri().path()) {
         Ok(target) => target,
-        Err(response) => return response,
+        Err(refusal) => return refusal.response(),
     };
     let query = query(request.uri());
     let selector = match Selector::parse(
@@ -206,23 +224,25 @@ pub async fn answer(
         query.get("fieldSelector").map(String::as_str),
     ) {
         Ok(selector) => selector,
-        Err(bad) => return failure(StatusCode::BAD_REQUEST, "BadRequest", &format!("unable to parse requirement: {bad}")),
+        Err(bad) => {
+            return failure(StatusCode::BAD_REQUEST, "BadRequest", &format!("unable to parse requirement: {bad}"));
+        }
     };
     let accept = recorded.accept.as_deref();
     if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
         return match negotiate(accept, "PartialObjectMetadata") {
             Ok(shape) => start_watch(shared, faults, target, &query, selector, shape),
-            Err(response) => response,
+            Err(refusal) => refusal.response(),
         };
     }
     match &target.name {
         Some(name) => match negotiate(accept, "PartialObjectMetadata") {
             Ok(shape) => get(&shared.store.lock().expect("store lock"), &target, name, shape),
-            Err(response) => response,
+            Err(refusal) => refusal.response(),
         },
         None => match negotiate(accept, "PartialObjectMetadataList") {
             Ok(shape) => list(&shared.store.lock().expect("store lock"), &target, &query, &selector, shape),
-            Err(response) => response,
+            Err(refusal) => refusal.response(),
         },
     }
 }
@@ -235,7 +255,10 @@ fn get(store: &Store, target: &Target, name: &str, shape: Shape) -> Response<Bod
             let resource = store.resource(target.resource);
             let message = format!("{} \"{name}\" not found", resource.qualified());
             let details = json!({"name": name, "group": resource.group, "kind": resource.plural});
-            json_response(StatusCode::NOT_FOUND, &status_object(StatusCode::NOT_FOUND, "NotFound", &message, Some(details)))
+            json_response(
+                StatusCode::NOT_FOUND,
+                &status_object(StatusCode::NOT_FOUND, "NotFound", &message, Some(details)),
+            )
         }
     }
 }
@@ -247,7 +270,13 @@ struct Continue {
     after: (String, String),
 }
 
-fn list(store: &Store, target: &Target, query: &BTreeMap<String, String>, selector: &Selector, shape: Shape) -> Response<Body> {
+fn list(
+    store: &Store,
+    target: &Target,
+    query: &BTreeMap<String, String>,
+    selector: &Selector,
+    shape: Shape,
+) -> Response<Body> {
     let bad = |message: &str| failure(StatusCode::BAD_REQUEST, "BadRequest", message);
     let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
         None => None,
@@ -296,7 +325,10 @@ fn list(store: &Store, target: &Target, query: &BTreeMap<String, String>, select
         Shape::Metadata => ("PartialObjectMetadataList".to_owned(), "meta.k8s.io/v1".to_owned()),
     };
     let items: Vec<Value> = page.into_iter().map(|(_, object)| shaped(object, shape)).collect();
-    json_response(StatusCode::OK, &json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}))
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}),
+    )
 }
 
 /// A watch's body: the lines its task sends, until the task ends.

@@ -5,6 +5,18 @@
 //! objects while watches run, slow every response down, take the API away
 //! and bring it back, and read every request it was sent.
 //!
+//! Modelled as kube-apiserver does: one resourceVersion counter for all
+//! objects; a list's version is the current one, and its continue token
+//! keeps it; a watch from "" or "0" starts with ADDED events for what exists,
+//! from a version with what changed after it, and gets an ERROR event with a
+//! 410 Status once that version is compacted away ([`FakeKubeApi::compact`];
+//! the objects loaded at start have no history before them); BOOKMARKs when
+//! allowed, the initial-events-end one for `sendInitialEvents`; label and
+//! name/namespace field selectors. Not modelled: later pages of a list are
+//! read from the current objects, not a snapshot; `resourceVersionMatch`
+//! is ignored; only GET is served (writes are the test's, through
+//! [`FakeKubeApi::apply`] and [`FakeKubeApi::delete`]); no discovery.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use berth_e2e::kube::{Away, FakeKubeApi};
@@ -139,7 +151,8 @@ pub fn load_cluster(path: &Path) -> Result<Vec<Value>, ClusterError> {
     let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read { path: path.to_owned(), source })?;
     let mut objects = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
-        let object = Value::deserialize(document).map_err(|source| ClusterError::Parse { path: path.to_owned(), source })?;
+        let object =
+            Value::deserialize(document).map_err(|source| ClusterError::Parse { path: path.to_owned(), source })?;
         if !object.is_null() {
             objects.push(object);
         }
@@ -181,9 +194,11 @@ impl FakeKubeApi {
     /// Serve the objects of a `cluster.yaml` (see tests/fixtures/README.md).
     pub async fn from_cluster(path: &Path) -> Result<FakeKubeApi, ClusterError> {
         let mut store = Store::new();
-        store
-            .load(load_cluster(path)?)
-            .map_err(|(index, source)| ClusterError::Object { path: path.to_owned(), index, source })?;
+        store.load(load_cluster(path)?).map_err(|(index, source)| ClusterError::Object {
+            path: path.to_owned(),
+            index,
+            source,
+        })?;
         Ok(Self::serve(store).await)
     }
 
