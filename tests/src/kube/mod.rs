@@ -209,7 +209,8 @@ impl FakeKubeApi {
 
     async fn serve(store: Store) -> FakeKubeApi {
         let dir = tempfile::tempdir().expect("tmp");
-        let certs = berth::certs::generate(dir.path(), &["127.0.0.1".to_owned()]).expect("certs");
+        let certs =
+            berth::certs::generate(dir.path(), &["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("certs");
         let token_file = dir.path().join("token");
         // No newline at the end, as a projected service account token:
         // kube-rs sends the file's bytes as they are.
