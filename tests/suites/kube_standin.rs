@@ -385,6 +385,22 @@ async fn objects_are_full_or_metadata_only_as_the_accept_header_asks() {
     let status = api_status(raw(one, METADATA_LIST).await.expect_err("406"));
     assert_eq!(status.code, 406);
 
+    // A watch from "0" starts with the Jobs as ADDED events, shaped alike.
+    for (accept, kind) in [(METADATA, "PartialObjectMetadata"), ("application/json", "Job")] {
+        let request = hyper::Request::get("/apis/batch/v1/jobs?watch=true&resourceVersion=0")
+            .header("accept", accept)
+            .body(Vec::new())
+            .expect("a request");
+        let mut events = client.request_events::<Value>(request).await.expect("a watch").boxed();
+        match next(&mut events).await {
+            Some(Ok(WatchEvent::Added(object))) => {
+                assert_eq!(object["kind"], kind);
+                assert_eq!(object.get("spec").is_some(), kind == "Job", "{object}");
+            }
+            other => panic!("expected an ADDED event, got {other:?}"),
+        }
+    }
+
     let accepts: Vec<_> = api.requests().into_iter().map(|r| r.is_metadata_only()).collect();
     assert_eq!(accepts[..2], [false, true], "get asks for the object, get_metadata for its metadata");
 }
