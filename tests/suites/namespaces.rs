@@ -4,7 +4,7 @@
 use berth_e2e::admission::check;
 use berth_e2e::client::{Client, Protocol};
 use berth_e2e::fixtures;
-use berth_e2e::kube::{FakeKubeApi, TOKEN, namespace};
+use berth_e2e::kube::{FakeKubeApi, namespace};
 use berth_e2e::server::Server;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -42,9 +42,10 @@ async fn patched(server: &Server, namespace: &str) -> bool {
 fn namespace_labels_are_listed_watched_and_matched() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
     let api = runtime.block_on(FakeKubeApi::start(vec![
-        namespace("pulsar", &[("berth.dev/enabled", "true")], 1),
-        namespace("other", &[], 2),
+        namespace("pulsar", &[("berth.dev/enabled", "true")]),
+        namespace("other", &[]),
     ]));
+    let listed_at = api.resource_version();
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("berth.yaml");
     std::fs::write(&config, CONFIG).expect("config");
@@ -61,23 +62,22 @@ fn namespace_labels_are_listed_watched_and_matched() {
             assert!(Instant::now() < deadline, "berth never started a watch");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        api.send("MODIFIED", namespace("other", &[("berth.dev/enabled", "true")], 3));
+        api.apply(namespace("other", &[("berth.dev/enabled", "true")])).expect("label other");
         while !patched(&server, "other").await {
             assert!(Instant::now() < deadline, "the labelled namespace was never selected");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        api.send("DELETED", namespace("pulsar", &[("berth.dev/enabled", "true")], 4));
+        api.delete("Namespace", None, "pulsar").expect("pulsar was there");
         while patched(&server, "pulsar").await {
             assert!(Instant::now() < deadline, "a deleted namespace was still selected");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
-    let requests = api.requests.lock().expect("lock").clone();
-    assert!(requests.iter().all(|(_, auth)| auth == &format!("Bearer {TOKEN}")), "{requests:?}");
-    assert!(
-        requests.iter().any(|(path, _)| path.contains("watch=1") && path.contains("resourceVersion=100")),
-        "{requests:?}"
-    );
+    let requests = api.requests();
+    assert!(requests.iter().all(|r| r.is_authenticated()), "{requests:?}");
+    // The watch starts from the list's version.
+    let from = listed_at.to_string();
+    assert!(requests.iter().any(|r| r.is_watch() && r.query("resourceVersion") == Some(&from)), "{requests:?}");
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn until_its_policies_load_berth_is_live_but_not_ready() {
 #[test]
 fn the_namespace_api_is_asked_only_once_a_policy_needs_labels() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
-    let api = runtime.block_on(FakeKubeApi::start(vec![namespace("pulsar", &[("berth.dev/enabled", "true")], 1)]));
+    let api = runtime.block_on(FakeKubeApi::start(vec![namespace("pulsar", &[("berth.dev/enabled", "true")])]));
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("berth.yaml");
     // No namespaceSelector on labels: ready without the API (no RBAC needed).
@@ -140,7 +140,7 @@ fn the_namespace_api_is_asked_only_once_a_policy_needs_labels() {
     assert_ne!(unselective, CONFIG);
     std::fs::write(&config, &unselective).expect("config");
     let server = Server::builder().config(&config).kube_api(&api).spawn();
-    assert!(api.requests.lock().expect("lock").is_empty(), "berth asked the API with no policy needing it");
+    assert!(api.requests().is_empty(), "berth asked the API with no policy needing it");
 
     // A reload that selects by label starts the list and the watch.
     let tmp = config.with_extension("new");
@@ -151,5 +151,5 @@ fn the_namespace_api_is_asked_only_once_a_policy_needs_labels() {
         assert!(patched(&server, "pulsar").await);
         assert!(!patched(&server, "other").await);
     });
-    assert!(api.requests.lock().expect("lock").iter().any(|(path, _)| path == "/api/v1/namespaces"));
+    assert!(api.requests().iter().any(|r| r.path_only() == "/api/v1/namespaces" && !r.is_watch()));
 }
