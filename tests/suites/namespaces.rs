@@ -95,9 +95,9 @@ fn without_the_api_a_label_selector_is_refused_at_start_up() {
 }
 
 #[test]
-fn until_its_policies_load_berth_is_live_but_not_ready() {
-    // A Kubernetes API that never answers: the namespace list is retried, so
-    // the policies cannot load.
+fn until_its_caches_sync_berth_is_live_but_not_ready_and_lookups_fail_closed() {
+    // A Kubernetes API that never answers: the policies load, but the
+    // namespace cache never syncs.
     let dir = tempfile::tempdir().expect("tmp");
     let certs = berth::certs::generate(dir.path(), &["127.0.0.1".to_owned()]).expect("certs");
     let config = dir.path().join("berth.yaml");
@@ -109,19 +109,29 @@ fn until_its_policies_load_berth_is_live_but_not_ready() {
         .arg("--kube-ca")
         .arg(certs.ca_cert.display().to_string())
         .spawn_listening();
+    server.wait_for_log("policies loaded; waiting for the Kubernetes API", Duration::from_secs(30));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
     runtime.block_on(async {
         let mut client = Client::connect(server.listen, &server.ca, Protocol::Http1).await.expect("connect");
         let (status, _) = client.get("/healthz").await.expect("healthz");
-        assert_eq!(status, hyper::StatusCode::OK, "live while loading");
+        assert_eq!(status, hyper::StatusCode::OK, "live while waiting");
         let (status, body) = client.get("/readyz").await.expect("readyz");
         assert_eq!(status, hyper::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(String::from_utf8_lossy(&body).contains("loading policies"));
-        let (status, body) = client.post("/mutate", bookie_in("pulsar").to_string()).await.expect("mutate");
-        assert_eq!(status, hyper::StatusCode::SERVICE_UNAVAILABLE);
-        assert!(String::from_utf8_lossy(&body).contains("still loading its policies"));
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(body.contains("waiting for the Kubernetes API: namespaces"), "{body}");
+        // A request is answered, never held: the lookup it needs fails its
+        // policy (failurePolicy Fail), with the reason.
+        let review = bookie_in("pulsar");
+        let started = Instant::now();
+        let (status, body) = client.post("/mutate", review.to_string()).await.expect("mutate");
+        assert_eq!(status, hyper::StatusCode::OK);
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        let answer = check(&review, &body);
+        assert!(!answer.allowed());
+        let message = answer.message();
+        assert!(message.contains("failed (context)") && message.contains("namespaces cache has not synced"), "{message}");
     });
-    server.wait_for_log("listing namespaces failed", Duration::from_secs(10));
+    server.wait_for_log("watch failed, retrying", Duration::from_secs(10));
     // SIGTERM before it was ever ready still ends it, cleanly.
     let mut server = server;
     server.signal("TERM");
