@@ -294,6 +294,29 @@ fn a_label_update_is_allowed_by_both_endpoints_with_no_patch() {
 }
 
 #[test]
+fn an_update_that_drops_the_chart_label_is_still_judged() {
+    let server = Server::start();
+    runtime().block_on(async {
+        let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+        let chart = &CHARTS[0];
+        let running = chart.running(&mut client, true).await;
+        // `kubectl edit`: the image to Docker Hub and `app: pulsar` removed,
+        // in one update. The policies select on the old labels too.
+        let mut update = PodUpdate::set_image(&running, chart.container.0, chart.new_image);
+        update.new["metadata"]["labels"].as_object_mut().expect("labels").remove("app");
+        let answer = mutate(&mut client, &update).await;
+        let rewritten = format!("{HARBOR}/{}", chart.new_image);
+        assert_eq!(
+            answer.patch,
+            Some(json!([{"op": "replace", "path": "/spec/containers/0/image", "value": rewritten}]))
+        );
+        let denied = validate(&mut client, &update, &update.new).await;
+        assert!(denied.message().starts_with(&format!("{}: container", chart.registry_policy)), "{}", denied.message());
+        assert!(validate(&mut client, &update, &answer.object).await.allowed());
+    });
+}
+
+#[test]
 fn updates_of_pods_outside_the_charts_are_left_alone() {
     let server = Server::start();
     runtime().block_on(async {

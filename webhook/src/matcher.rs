@@ -37,10 +37,7 @@ impl Matcher {
             && (spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace))
             && !spec.exclude_namespaces.iter().any(|n| n == namespace)
             && spec.namespace_selector.as_ref().is_none_or(|s| namespace_matches(s, request, namespace, namespaces))
-            && spec.object_selector.as_ref().is_none_or(|s| {
-                let labels = request.labels();
-                selector_matches(s, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
-            })
+            && spec.object_selector.as_ref().is_none_or(|s| object_matches(s, request))
     }
 
     pub fn operations(&self) -> &[OperationMatch] {
@@ -86,6 +83,16 @@ fn namespace_matches(
         Some(namespaces) => namespaces.with_labels(namespace, with_name),
         None => with_name(None),
     }
+}
+
+/// Webhook semantics: the labels of `object` or of `oldObject`, whichever
+/// is present; on UPDATE either one matching is enough, so an update cannot
+/// leave a policy by dropping the label the policy selects on.
+fn object_matches(selector: &LabelSelector, request: &AdmissionRequest) -> bool {
+    [&request.object, &request.old_object].into_iter().flatten().filter(|o| !o.is_null()).any(|object| {
+        let labels = object.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object);
+        selector_matches(selector, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+    })
 }
 
 /// Webhook-rule semantics: `pods` is the resource only, `pods/status` one
@@ -164,6 +171,40 @@ mod tests {
         assert!(!matches(request("UPDATE", "pods", None, json!({"app": "pulsar"}))));
         assert!(!matches(request("CREATE", "pods", Some("status"), json!({"app": "pulsar"}))));
         assert!(!matches(request("CREATE", "pods", None, json!({"app": "kafka"}))));
+    }
+
+    #[test]
+    fn an_update_matches_on_the_old_labels_or_the_new() {
+        let m = Matcher::from(MatchSpec {
+            object_selector: Some(LabelSelector {
+                match_labels: [("app".to_owned(), "pulsar".to_owned())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let update = |old: Value, new: Value| -> AdmissionRequest {
+            serde_json::from_value(json!({
+                "uid": "u", "operation": "UPDATE", "namespace": "ns",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "object": {"metadata": {"labels": new}}, "oldObject": {"metadata": {"labels": old}},
+            }))
+            .unwrap()
+        };
+        // Dropping the label in the same update as an image change does not
+        // take the pod out of the policy; adding it brings the pod in.
+        assert!(m.matches(&update(json!({"app": "pulsar"}), json!({})), None));
+        assert!(m.matches(&update(json!({}), json!({"app": "pulsar"})), None));
+        assert!(!m.matches(&update(json!({"app": "nginx"}), json!({})), None));
+        // DELETE: the old object alone.
+        let delete: AdmissionRequest = serde_json::from_value(json!({
+            "uid": "u", "operation": "DELETE", "namespace": "ns",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "object": null, "oldObject": {"metadata": {"labels": {"app": "pulsar"}}},
+        }))
+        .unwrap();
+        assert!(m.matches(&delete, None));
     }
 
     #[test]
