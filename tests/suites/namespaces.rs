@@ -129,7 +129,10 @@ fn until_its_caches_sync_berth_is_live_but_not_ready_and_lookups_fail_closed() {
         let answer = check(&review, &body);
         assert!(!answer.allowed());
         let message = answer.message();
-        assert!(message.contains("failed (context)") && message.contains("namespaces cache has not synced"), "{message}");
+        assert!(
+            message.contains("failed (context)") && message.contains("namespaces cache has not synced"),
+            "{message}"
+        );
     });
     server.wait_for_log("watch failed, retrying", Duration::from_secs(10));
     // SIGTERM before it was ever ready still ends it, cleanly.

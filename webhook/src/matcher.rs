@@ -111,7 +111,7 @@ fn spec_matches(spec: &MatchSpec, facts: &Facts<'_>) -> Result<bool, ContextErro
                 .any(|r| resource_matches(r, &request.resource.resource, request.sub_resource.as_deref())))
         && (spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace))
         && !spec.exclude_namespaces.iter().any(|n| n == namespace)
-        && spec.object_selector.as_ref().is_none_or(|s| selector_matches(s, |key| object_label(request, key)));
+        && spec.object_selector.as_ref().is_none_or(|s| object_matches(s, request));
     if !cheap {
         return Ok(false);
     }
@@ -145,6 +145,16 @@ fn spec_matches(spec: &MatchSpec, facts: &Facts<'_>) -> Result<bool, ContextErro
         }
     }
     undecided.map_or(Ok(false), Err)
+}
+
+/// Webhook semantics for objectSelector: the object's labels or the old
+/// object's, either will do. An update that drops a chart label is still
+/// judged (the old object had it), and a DELETE is matched on what it removes.
+fn object_matches(selector: &LabelSelector, request: &AdmissionRequest) -> bool {
+    [&request.object, &request.old_object].into_iter().flatten().filter(|o| !o.is_null()).any(|object| {
+        let labels = object.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object);
+        selector_matches(selector, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
+    })
 }
 
 fn object_label<'a>(request: &'a AdmissionRequest, key: &str) -> Option<&'a str> {
@@ -279,6 +289,40 @@ mod tests {
         assert!(!check(request("UPDATE", "pods", None, json!({"app": "pulsar"}))));
         assert!(!check(request("CREATE", "pods", Some("status"), json!({"app": "pulsar"}))));
         assert!(!check(request("CREATE", "pods", None, json!({"app": "kafka"}))));
+    }
+
+    #[test]
+    fn an_update_matches_on_the_old_labels_or_the_new() {
+        let m = Matcher::from(MatchSpec {
+            object_selector: Some(LabelSelector {
+                match_labels: [("app".to_owned(), "pulsar".to_owned())].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let update = |old: Value, new: Value| -> AdmissionRequest {
+            serde_json::from_value(json!({
+                "uid": "u", "operation": "UPDATE", "namespace": "ns",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "object": {"metadata": {"labels": new}}, "oldObject": {"metadata": {"labels": old}},
+            }))
+            .unwrap()
+        };
+        // Dropping the label in the same update as an image change does not
+        // take the pod out of the policy; adding it brings the pod in.
+        assert!(m.matches(&Facts::new(&update(json!({"app": "pulsar"}), json!({})), &Cluster::none())).unwrap());
+        assert!(m.matches(&Facts::new(&update(json!({}), json!({"app": "pulsar"})), &Cluster::none())).unwrap());
+        assert!(!m.matches(&Facts::new(&update(json!({"app": "nginx"}), json!({})), &Cluster::none())).unwrap());
+        // DELETE: the old object alone.
+        let delete: AdmissionRequest = serde_json::from_value(json!({
+            "uid": "u", "operation": "DELETE", "namespace": "ns",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "object": null, "oldObject": {"metadata": {"labels": {"app": "pulsar"}}},
+        }))
+        .unwrap();
+        assert!(m.matches(&Facts::new(&delete, &Cluster::none())).unwrap());
     }
 
     #[test]

@@ -4,8 +4,15 @@
 //! initContainers, ephemeralContainers) is not from one of the listed
 //! registries. Images are normalised as Docker does, so `busybox` is from
 //! `docker.io`. The denial names every offending container and its image.
+//!
+//! On UPDATE only the images the update brings are judged (see
+//! [`berth_sdk::changes`]): a changed container image, a new ephemeral
+//! container. Images the Pod already ran are not: a `kubectl label` of a
+//! Pod created before the policy, still on its old images, must pass, and
+//! denying it would not stop those containers anyway.
 
 use berth_reference::{Reference, RepositoryPrefix};
+use berth_sdk::changes::Changes;
 use berth_sdk::pod::PodImages;
 use berth_sdk::{Error, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
@@ -35,8 +42,9 @@ impl Settings for AllowedRegistriesSettings {
 pub fn evaluate(request: &Request, settings: &AllowedRegistriesSettings) -> Result<Verdict, Error> {
     request.require_kind("Pod", "allowed-registries")?;
     let pod: PodImages = request.object()?;
+    let changes = Changes::of(request)?;
     let mut offences = Vec::new();
-    for container in pod.images() {
+    for container in changes.new_images(&pod.spec) {
         match Reference::parse(container.image) {
             Ok(reference) if settings.registries.iter().any(|allowed| allowed.contains(&reference)) => {}
             Ok(reference) => offences.push(format!(
@@ -65,6 +73,7 @@ berth_sdk::export_plugin!(AllowedRegistriesSettings, evaluate);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_sdk::apiserver::{self, PodUpdate};
     use berth_sdk::{Decision, testing::Harness};
     use serde_json::{Value, json};
 
@@ -154,6 +163,66 @@ mod tests {
         assert!(!harness().run_request(request).verdict().is_allowed());
         let request = pod_request(json!({"containers": [{"name": "app", "image": "harbor.example.com:5000/a"}]}));
         assert!(!harness().run_request(request).verdict().is_allowed());
+    }
+
+    /// A Pulsar bookie as it runs: created before the policy (Docker Hub
+    /// images), or with its images already moved to harbor.
+    fn running_bookie(on_harbor: bool) -> Value {
+        let text = std::fs::read_to_string(format!("{FIXTURES}/pulsar/reviews/005-pod-pulsar-bookie-0.json")).unwrap();
+        let review: Value = serde_json::from_str(&text).unwrap();
+        let mut pod = review["request"]["object"].clone();
+        if on_harbor {
+            for list in ["initContainers", "containers"] {
+                for c in pod["spec"][list].as_array_mut().unwrap() {
+                    let image = c["image"].as_str().unwrap().to_owned();
+                    c["image"] = format!("harbor.example.com/library/{image}").into();
+                }
+            }
+        }
+        apiserver::stored(&pod)
+    }
+
+    #[test]
+    fn an_update_is_judged_on_the_images_it_brings() {
+        for on_harbor in [true, false] {
+            let running = running_bookie(on_harbor);
+            // kubectl debug with an image from a registry not allowed.
+            let update = PodUpdate::debug(&running, "debugger-7xk2p", "quay.io/other/toolbox:1", "pulsar-bookie");
+            let outcome = harness().run_request(update.request());
+            assert_eq!(
+                denial(outcome.verdict()),
+                r#"container "debugger-7xk2p" image "quay.io/other/toolbox:1" is not from an allowed registry (harbor.example.com)"#,
+                "on harbor: {on_harbor}"
+            );
+            // The same container from harbor passes, whatever the Pod ran before.
+            let update = PodUpdate::debug(
+                &running,
+                "debugger-7xk2p",
+                "harbor.example.com/library/library/busybox:1.36",
+                "pulsar-bookie",
+            );
+            assert_eq!(harness().run_request(update.request()).verdict(), &Verdict::allow(), "on harbor: {on_harbor}");
+            // kubectl set image to Docker Hub, not rewritten: denied, naming only that container.
+            let update = PodUpdate::set_image(&running, "pulsar-bookie", "apachepulsar/pulsar-all:9.9.9");
+            let outcome = harness().run_request(update.request());
+            assert_eq!(
+                denial(outcome.verdict()),
+                r#"container "pulsar-bookie" image "docker.io/apachepulsar/pulsar-all:9.9.9" is not from an allowed registry (harbor.example.com)"#
+            );
+        }
+    }
+
+    #[test]
+    fn a_label_update_of_a_pod_created_before_the_policy_passes() {
+        let running = running_bookie(false);
+        let outcome = harness().run_request(PodUpdate::label(&running, "maintenance", "planned").request());
+        assert_eq!(outcome.verdict(), &Verdict::allow());
+        // The fixture's own label UPDATE, as the apiserver sent it.
+        let outcome = harness().run_file(format!("{FIXTURES}/pulsar/reviews/031-pod-pulsar-bookie-0-update.json"));
+        assert_eq!(outcome.verdict(), &Verdict::allow());
+        // The same Pod on CREATE is denied: what passes above is the update rule.
+        let outcome = harness().run_file(format!("{FIXTURES}/pulsar/reviews/005-pod-pulsar-bookie-0.json"));
+        assert!(!outcome.verdict().is_allowed());
     }
 
     #[test]

@@ -3,9 +3,17 @@
 //! Adds the configured Secrets to a Pod's `spec.imagePullSecrets`, creating
 //! the list if there is none. Secrets already listed are kept and never
 //! added twice, so a second run changes nothing.
+//!
+//! `imagePullSecrets` is fixed once a Pod exists: the apiserver refuses an
+//! update that changes it. So an UPDATE is never patched. When the update
+//! brings an image (`kubectl set image`, an ephemeral container from
+//! `kubectl debug`) to a Pod that lacks a configured Secret (one created
+//! before the policy), the answer carries a warning that the image may
+//! not pull; the update itself is allowed.
 
-use berth_sdk::pod::Pod;
-use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict};
+use berth_sdk::changes::Changes;
+use berth_sdk::pod::{Pod, PodImages};
+use berth_sdk::{Error, Operation, Patch, Request, Settings, SettingsError, Verdict};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -57,8 +65,31 @@ pub fn evaluate(request: &Request, settings: &PullSecretsSettings) -> Result<Ver
         .iter()
         .filter(|wanted| !existing.iter().any(|s| s.name.as_deref() == Some(wanted.as_str())))
         .collect();
+    if request.operation == Operation::Update {
+        return on_update(request, &missing);
+    }
     let items = missing.iter().map(|name| json!({ "name": name }));
     Ok(Verdict::mutate(Patch::new().append("/spec/imagePullSecrets", existing.len(), items)))
+}
+
+/// No patch (the apiserver would refuse the whole update); a warning when
+/// the update brings images and `missing` Secrets cannot come with them.
+fn on_update(request: &Request, missing: &[&String]) -> Result<Verdict, Error> {
+    if missing.is_empty() {
+        return Ok(Verdict::allow());
+    }
+    let pod: PodImages = request.object()?;
+    let changes = Changes::of(request)?;
+    let containers: Vec<String> = changes.new_images(&pod.spec).map(|c| format!("{:?}", c.name)).collect();
+    if containers.is_empty() {
+        return Ok(Verdict::allow());
+    }
+    let secrets: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+    Ok(Verdict::allow().with_warning(format!(
+        "imagePullSecrets is fixed once a pod exists: without {}, {} may fail to pull",
+        secrets.join(", "),
+        containers.join(", ")
+    )))
 }
 
 berth_sdk::export_plugin!(PullSecretsSettings, evaluate);
@@ -66,6 +97,7 @@ berth_sdk::export_plugin!(PullSecretsSettings, evaluate);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_sdk::apiserver::{self, PodUpdate};
     use berth_sdk::testing::Harness;
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::Value;
@@ -124,6 +156,56 @@ mod tests {
         assert_eq!(pod["spec"]["imagePullSecrets"], json!([{"name": "regsecret"}, {"name": "mirror"}]));
         let outcome = h.run_request(pod_request(json!([{"name": "mirror"}, {"name": "regsecret"}])));
         assert_eq!(outcome.verdict(), &Verdict::allow());
+    }
+
+    fn running(file: &str, mutated: bool) -> Value {
+        let review: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{file}")).unwrap()).unwrap();
+        let pod = if mutated {
+            harness().run_request(review["request"].clone()).object_value()
+        } else {
+            review["request"]["object"].clone()
+        };
+        apiserver::stored(&pod)
+    }
+
+    #[test]
+    fn an_update_is_never_patched_and_warns_when_a_new_image_lacks_the_secret() {
+        let file = "pulsar/reviews/005-pod-pulsar-bookie-0.json";
+        // Created before the policy: no regsecret, and it cannot be added.
+        let before = running(file, false);
+        for update in [
+            PodUpdate::debug(
+                &before,
+                "debugger-7xk2p",
+                "harbor.example.com/library/library/busybox:1.36",
+                "pulsar-bookie",
+            ),
+            PodUpdate::set_image(&before, "pulsar-bookie", "harbor.example.com/library/apachepulsar/pulsar-all:9.9.9"),
+        ] {
+            let outcome = harness().run_request(update.request());
+            let verdict = outcome.verdict();
+            assert_eq!(verdict.decision, berth_sdk::Decision::Allow, "no patch on UPDATE");
+            let changed = update.new["spec"]["ephemeralContainers"][0]["name"].as_str().unwrap_or("pulsar-bookie");
+            assert_eq!(
+                verdict.warnings,
+                [format!(
+                    "imagePullSecrets is fixed once a pod exists: without regsecret, {changed:?} may fail to pull"
+                )]
+            );
+        }
+        // A label update brings no image: nothing to say.
+        let outcome = harness().run_request(PodUpdate::label(&before, "maintenance", "planned").request());
+        assert_eq!(outcome.verdict(), &Verdict::allow());
+        // The pod the policy created has the secret: the new image pulls with it.
+        let after = running(file, true);
+        let update = PodUpdate::debug(
+            &after,
+            "debugger-7xk2p",
+            "harbor.example.com/library/library/busybox:1.36",
+            "pulsar-bookie",
+        );
+        assert_eq!(harness().run_request(update.request()).verdict(), &Verdict::allow());
     }
 
     #[test]

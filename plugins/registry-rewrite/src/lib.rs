@@ -10,8 +10,20 @@
 //! alone, so a rewritten image is never rewritten again and a second run
 //! changes nothing. An image that is not a valid reference is a policy
 //! error naming the container: the policy's failurePolicy decides.
+//!
+//! On UPDATE only the images the update brings are rewritten (see
+//! [`berth_sdk::changes`]): a container whose image `kubectl set image`
+//! changed, an ephemeral container `kubectl debug` adds. An image the Pod
+//! already ran is left as it is, even one under a rule (a Pod created
+//! before the policy): rewriting it would change a running container the
+//! user did not touch. The patch then holds only image replacements, which
+//! is all the apiserver lets an update change; on the
+//! `pods/ephemeralcontainers` sub-resource `annotateOriginal` writes
+//! nothing, since the apiserver keeps only `spec.ephemeralContainers` from
+//! that request.
 
 use berth_reference::{Reference, RepositoryPrefix};
+use berth_sdk::changes::{Changes, EPHEMERAL_CONTAINERS};
 use berth_sdk::pod::Containers;
 use berth_sdk::{Error, Patch, Request, Settings, SettingsError, Verdict, pointer};
 use serde::Deserialize;
@@ -135,9 +147,10 @@ struct Metadata {
 pub fn evaluate(request: &Request, settings: &RegistryRewriteSettings) -> Result<Verdict, Error> {
     request.require_kind("Pod", "registry-rewrite")?;
     let pod: Pod = request.object()?;
+    let changes = Changes::of(request)?;
     let mut patch = Patch::new();
     let mut originals: Vec<(String, String)> = Vec::new();
-    for container in pod.spec.images() {
+    for container in changes.new_images(&pod.spec) {
         let rewritten = rewrite(container.image, &settings.rules)
             .map_err(|err| Error::msg(format!("container {:?}: {err}", container.name)))?;
         if let Some(rewritten) = rewritten {
@@ -146,7 +159,9 @@ pub fn evaluate(request: &Request, settings: &RegistryRewriteSettings) -> Result
         }
     }
     let mut verdict_warnings = Vec::new();
-    if settings.annotate_original && !originals.is_empty() {
+    // The ephemeralcontainers sub-resource keeps no metadata change.
+    let annotate_here = request.sub_resource.as_deref() != Some(EPHEMERAL_CONTAINERS);
+    if settings.annotate_original && annotate_here && !originals.is_empty() {
         let metadata: Metadata = match &pod.metadata {
             Some(raw) => serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("metadata: {err}")))?,
             None => Metadata::default(),
@@ -188,6 +203,7 @@ berth_sdk::export_plugin!(RegistryRewriteSettings, evaluate);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_sdk::apiserver::{self, PodUpdate};
     use berth_sdk::testing::Harness;
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::{Value, json};
@@ -355,6 +371,97 @@ mod tests {
         let pod = harness().run_request(request).object_value();
         assert_eq!(pod["spec"]["containers"][0]["image"], "registry.k8s.io/pause:3.10");
         assert_eq!(pod["spec"]["ephemeralContainers"][0]["image"], "harbor.example.com/library/library/busybox");
+    }
+
+    /// The bookie as the chart made it, stored (no policy ran at CREATE),
+    /// and as berth's mutation left it, stored.
+    fn bookie(mutated: bool) -> Value {
+        let review: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("pulsar/reviews/005-pod-pulsar-bookie-0.json")).unwrap(),
+        )
+        .unwrap();
+        let pod = if mutated {
+            harness().run_request(review["request"].clone()).object_value()
+        } else {
+            review["request"]["object"].clone()
+        };
+        apiserver::stored(&pod)
+    }
+
+    fn replaced_paths(outcome: &berth_sdk::testing::Outcome) -> Vec<String> {
+        let Some(patch) = outcome.verdict().patch() else { return Vec::new() };
+        patch
+            .ops()
+            .iter()
+            .map(|op| match op {
+                berth_sdk::PatchOp::Replace { path, .. } => path.clone(),
+                other => panic!("an UPDATE patch only replaces images: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kubectl_debug_rewrites_only_the_new_ephemeral_container() {
+        // Also on a Pod created before the policy: its own Docker Hub images
+        // stay as they run.
+        for mutated in [true, false] {
+            let running = bookie(mutated);
+            let update = PodUpdate::debug(&running, "debugger-7xk2p", "busybox:1.36", "pulsar-bookie");
+            let outcome = harness().run_request(update.request());
+            assert_eq!(replaced_paths(&outcome), ["/spec/ephemeralContainers/0/image"], "mutated: {mutated}");
+            let mut expected = update.new.clone();
+            expected["spec"]["ephemeralContainers"][0]["image"] =
+                "harbor.example.com/library/library/busybox:1.36".into();
+            assert_eq!(outcome.object_value(), expected, "mutated: {mutated}");
+            // Reinvocation over the rewritten container changes nothing.
+            assert_eq!(harness().run_request(outcome.reinvocation()).verdict(), &Verdict::allow());
+        }
+        // An image no rule covers, and one already on harbor, are left alone.
+        for image in ["quay.io/other/toolbox:1", "harbor.example.com/library/library/busybox:1.36"] {
+            let update = PodUpdate::debug(&bookie(true), "debugger-7xk2p", image, "pulsar-bookie");
+            assert_eq!(harness().run_request(update.request()).verdict(), &Verdict::allow(), "{image}");
+        }
+    }
+
+    #[test]
+    fn kubectl_set_image_rewrites_only_the_changed_container() {
+        for mutated in [true, false] {
+            let running = bookie(mutated);
+            let update = PodUpdate::set_image(&running, "pulsar-bookie", "apachepulsar/pulsar-all:9.9.9");
+            let outcome = harness().run_request(update.request());
+            assert_eq!(replaced_paths(&outcome), ["/spec/containers/0/image"], "mutated: {mutated}");
+            let pod = outcome.object_value();
+            assert_eq!(
+                pod["spec"]["containers"][0]["image"],
+                "harbor.example.com/library/apachepulsar/pulsar-all:9.9.9"
+            );
+            // The init container was not part of the update.
+            assert_eq!(pod["spec"]["initContainers"], running["spec"]["initContainers"], "mutated: {mutated}");
+        }
+    }
+
+    #[test]
+    fn a_label_update_is_left_alone_even_with_docker_hub_images() {
+        let running = bookie(false);
+        let h = harness().settings(json!({"rules": settings()["rules"], "annotateOriginal": true}));
+        let outcome = h.run_request(PodUpdate::label(&running, "maintenance", "planned").request());
+        assert_eq!(outcome.verdict(), &Verdict::allow());
+    }
+
+    #[test]
+    fn annotate_original_on_update_records_only_what_the_update_changed() {
+        let h = harness().settings(json!({"rules": settings()["rules"], "annotateOriginal": true}));
+        let running = bookie(false);
+        let update = PodUpdate::set_image(&running, "pulsar-bookie", "apachepulsar/pulsar-all:9.9.9");
+        let pod = h.run_request(update.request()).object_value();
+        let recorded: Value =
+            serde_json::from_str(pod["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION].as_str().unwrap()).unwrap();
+        assert_eq!(recorded, json!({"pulsar-bookie": "apachepulsar/pulsar-all:9.9.9"}));
+        // The ephemeralcontainers sub-resource keeps no metadata: only the
+        // image is replaced.
+        let update = PodUpdate::debug(&running, "debugger-7xk2p", "busybox:1.36", "pulsar-bookie");
+        let outcome = h.run_request(update.request());
+        assert_eq!(replaced_paths(&outcome), ["/spec/ephemeralContainers/0/image"]);
     }
 
     #[test]

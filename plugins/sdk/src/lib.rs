@@ -48,6 +48,12 @@
 //! toleration the Pod already has, and [`pod::PodImages`], a partial Pod that
 //! reads only its containers' names and images. [`names`] checks Kubernetes
 //! object names in settings.
+//!
+//! On UPDATE a policy about images judges only what the update brings:
+//! [`changes::Changes`] tells the new and changed images from those the
+//! stored Pod (`oldObject`) already runs, for `kubectl set image` and for
+//! `kubectl debug` (the `pods/ephemeralcontainers` sub-resource) alike;
+//! [`apiserver`] builds those UPDATE requests for tests.
 
 mod error;
 mod patch;
@@ -55,6 +61,7 @@ mod request;
 mod settings;
 mod verdict;
 
+pub mod changes;
 #[doc(hidden)]
 pub mod glue;
 pub mod log;
@@ -63,6 +70,9 @@ pub mod pod;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod apiserver;
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
