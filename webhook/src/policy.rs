@@ -36,7 +36,7 @@ pub enum PolicySetError {
     NoCluster { policy: String, what: &'static str },
     #[error("policy {policy:?}: memoryLimit {limit} is above the runtime's maximum {max}")]
     MemoryLimit { policy: String, limit: usize, max: usize },
-    #[error("policy {policy:?}: {error}")]
+    #[error("policy {policy:?}")]
     Load {
         policy: String,
         #[source]

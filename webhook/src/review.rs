@@ -14,7 +14,7 @@ pub const KIND: &str = "AdmissionReview";
 /// apiserver would send, so there is no uid to answer to.
 #[derive(Debug, Error)]
 pub enum ReviewError {
-    #[error("body is not JSON: {0}")]
+    #[error("body is not JSON")]
     NotJson(#[source] serde_json::Error),
     #[error("apiVersion must be {API_VERSION}, got {0:?}")]
     WrongApiVersion(String),
@@ -24,7 +24,7 @@ pub enum ReviewError {
     MissingRequest,
     #[error("the request has no uid")]
     MissingUid,
-    #[error("the request is malformed: {0}")]
+    #[error("the request is malformed")]
     InvalidRequest(#[source] serde_json::Error),
 }
 

@@ -69,7 +69,7 @@ impl EvalArgs {
             let review = match Review::parse(&body) {
                 Ok(review) => review,
                 Err(err) => {
-                    eprintln!("{}: {err}", path.display());
+                    eprintln!("{}: {}", path.display(), crate::error_chain(&err));
                     status = ExitCode::FAILURE;
                     continue;
                 }

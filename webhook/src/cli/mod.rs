@@ -44,8 +44,9 @@ struct RuntimeArgs {
     /// else ~/.cache/berth). Must be writable only by berth.
     #[arg(long, env = "BERTH_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Do not cache compiled plugins.
-    #[arg(long, conflicts_with = "cache_dir")]
+    /// Do not cache compiled plugins. Wins over --cache-dir and
+    /// $BERTH_CACHE_DIR (an explicit flag beats the environment).
+    #[arg(long)]
     no_cache: bool,
 }
 
@@ -83,7 +84,9 @@ impl Args {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only a terminal: a file or `kubectl logs` would show the codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

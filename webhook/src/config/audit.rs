@@ -180,7 +180,8 @@ mod tests {
     fn inside_berth_yaml() {
         let config = crate::config::Config::parse("audit:\n  path: a.log\n", "berth.yaml").unwrap();
         assert_eq!(config.audit.unwrap().path, PathBuf::from("a.log"));
-        let err = crate::config::Config::parse("audit:\n  maxFiles: 0\n", "berth.yaml").unwrap_err().to_string();
+        let err =
+            crate::error_chain(&crate::config::Config::parse("audit:\n  maxFiles: 0\n", "berth.yaml").unwrap_err());
         assert!(err.contains("maxFiles"), "{err}");
     }
 }

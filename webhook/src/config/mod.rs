@@ -21,7 +21,7 @@ pub enum ConfigError {
         #[source]
         error: std::io::Error,
     },
-    #[error("{origin}: {error}")]
+    #[error("{origin}")]
     Parse {
         origin: String,
         #[source]
@@ -338,8 +338,8 @@ mod tests {
     #[test]
     fn unknown_fields_are_rejected_with_their_line() {
         let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    tmeout: 1s\n";
-        let err = Config::parse(text, "berth.yaml").unwrap_err().to_string();
-        assert!(err.contains("tmeout") && err.contains("line 5"), "{err}");
+        let err = crate::error_chain(&Config::parse(text, "berth.yaml").unwrap_err());
+        assert!(err.starts_with("berth.yaml: ") && err.contains("tmeout") && err.contains("line 5"), "{err}");
     }
 
     #[test]

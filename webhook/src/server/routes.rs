@@ -87,8 +87,9 @@ async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesReje
         Ok(Err(err)) => {
             let err: crate::review::ReviewError = err;
             app.metrics.request(endpoint, "bad_request", started.elapsed());
-            tracing::debug!(endpoint = endpoint.as_str(), "bad review: {err}");
-            return plain(StatusCode::BAD_REQUEST, &format!("berth: invalid AdmissionReview: {err}"));
+            let reason = crate::error_chain(&err);
+            tracing::debug!(endpoint = endpoint.as_str(), "bad review: {reason}");
+            return plain(StatusCode::BAD_REQUEST, &format!("berth: invalid AdmissionReview: {reason}"));
         }
         Err(err) => {
             app.metrics.request(endpoint, "error", started.elapsed());
