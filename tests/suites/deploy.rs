@@ -19,7 +19,7 @@ use hyper::StatusCode;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::Deserialize as _;
@@ -132,8 +132,12 @@ impl Rendered {
         self.typed("Deployment")
     }
 
+    fn pod_spec(&self) -> PodSpec {
+        self.deployment().spec.template.spec.expect("the Deployment's pod spec")
+    }
+
     fn container(&self) -> Container {
-        let spec = self.deployment().spec.and_then(|s| s.template.spec).expect("pod spec");
+        let spec = self.pod_spec();
         assert_eq!(spec.containers.len(), 1, "one container");
         spec.containers.into_iter().next().expect("container")
     }
@@ -242,8 +246,8 @@ fn the_chart_lints_and_renders_valid_objects_with_default_and_cert_manager_value
     validate(&cert_manager);
     deserialize_all(&cert_manager);
     // The HPA owns the replica count.
-    assert_eq!(cert_manager.deployment().spec.and_then(|s| s.replicas), None);
-    assert_eq!(default.deployment().spec.and_then(|s| s.replicas), Some(2));
+    assert_eq!(cert_manager.deployment().spec.replicas, None);
+    assert_eq!(default.deployment().spec.replicas, Some(2));
 
     let dir = tempfile::tempdir().expect("tmp");
     let certs = berth_certs(dir.path());
@@ -404,7 +408,7 @@ fn the_ca_bundle_comes_from_values_or_from_cert_managers_injector() {
     }
     assert_eq!(certificate["spec"]["dnsNames"], yaml(&format!("[{}, {}]", SERVICE_NAMES[0], SERVICE_NAMES[1])));
     // cert-manager writes the Secret the Deployment mounts.
-    let volumes = rendered.deployment().spec.and_then(|s| s.template.spec).and_then(|s| s.volumes).expect("volumes");
+    let volumes = rendered.pod_spec().volumes.expect("volumes");
     let tls = volumes.iter().find_map(|v| v.secret.as_ref()).and_then(|s| s.secret_name.clone());
     assert_eq!(tls.as_deref(), certificate["spec"]["secretName"].as_str());
     let issuer = rendered.get("Issuer");
@@ -472,7 +476,7 @@ fn the_cluster_role_grants_reading_what_the_policies_need_and_nothing_more() {
     // The binding is to the Deployment's service account.
     let rendered = render(&[]);
     let binding: ClusterRoleBinding = rendered.typed("ClusterRoleBinding");
-    let pod = rendered.deployment().spec.and_then(|s| s.template.spec).expect("pod spec");
+    let pod = rendered.pod_spec();
     let subject = &binding.subjects.expect("subjects")[0];
     assert_eq!(Some(subject.name.clone()), pod.service_account_name);
     assert_eq!(subject.namespace.as_deref(), Some(NAMESPACE));
@@ -674,7 +678,7 @@ struct LaidOut {
 /// `berth certs --out`), empty dirs for emptyDirs.
 fn lay_out(rendered: &Rendered, certs: &Path) -> LaidOut {
     let dir = tempfile::tempdir().expect("tmp");
-    let pod = rendered.deployment().spec.and_then(|s| s.template.spec).expect("pod spec");
+    let pod = rendered.pod_spec();
     let container = rendered.container();
     let config_map: ConfigMap = rendered.typed("ConfigMap");
     let mut mounts = BTreeMap::new();
@@ -882,7 +886,7 @@ fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_serv
     assert!(std::fs::read_dir(cache).expect("cache").next().is_some(), "compiled plugins are cached in the emptyDir");
 
     // SIGTERM: drained and gone well within terminationGracePeriodSeconds.
-    let grace = rendered.deployment().spec.and_then(|s| s.template.spec).and_then(|s| s.termination_grace_period_seconds);
+    let grace = rendered.pod_spec().termination_grace_period_seconds;
     let drain = pod.args.iter().find_map(|a| a.strip_prefix("--drain-timeout=")).expect("--drain-timeout");
     let drain: u64 = drain.trim_end_matches('s').parse().expect("seconds");
     assert!(grace.is_some_and(|g| g as u64 > drain + 5), "grace {grace:?} must outlast preStop and a {drain}s drain");

@@ -56,7 +56,7 @@ pub enum CertError {
     CaExists { dir: PathBuf },
     #[error("{dir} holds no CA to renew under ({CA_CERT} and {CA_KEY} are both needed)")]
     NoCa { dir: PathBuf },
-    #[error("the certificate signed with {key} does not verify against {cert} for {name}: are they one CA?")]
+    #[error("a certificate signed with {key} does not verify against {cert} for {name}: renew works under a CA that berth certs made, with its own key")]
     Mismatch {
         cert: PathBuf,
         key: PathBuf,
@@ -154,9 +154,13 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Issued, CertError> {
             return Err(CertError::NoCa { dir: dir.to_owned() });
         }
         let ca_pem = read(&ca_cert)?;
+        if CertificateDer::from_pem_slice(ca_pem.as_bytes()).is_err() {
+            return Err(CertError::NotACertificate { path: ca_cert.clone() });
+        }
         let key = KeyPair::from_pem(&read(&ca_key)?).map_err(|error| CertError::NotAKey { path: ca_key.clone(), error })?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)
-            .map_err(|_| CertError::NotACertificate { path: ca_cert.clone() })?;
+        // The issuer as `berth certs` made it: its name and key are all a
+        // leaf takes from it. A CA of other origin fails the check below.
+        let issuer = Issuer::new(ca_params(None)?, key);
         let (cert, key) = leaf(&request.names, &issuer, validity)?;
         (ca_pem, cert, key)
     } else {
@@ -206,13 +210,17 @@ impl std::ops::Deref for NewCa {
     }
 }
 
-fn new_ca(validity: Validity) -> Result<NewCa, CertError> {
+fn ca_params(validity: Validity) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.distinguished_name.push(DnType::CommonName, CA_NAME);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     set_validity(&mut params, validity);
-    Ok(NewCa(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?))
+    Ok(params)
+}
+
+fn new_ca(validity: Validity) -> Result<NewCa, CertError> {
+    Ok(NewCa(CertifiedIssuer::self_signed(ca_params(validity)?, KeyPair::generate()?)?))
 }
 
 /// A serving certificate for `names` and its key, both PEM.
