@@ -306,7 +306,8 @@ fn yaml(text: &str) -> Value {
 fn the_webhook_configurations_exclude_kube_system_and_berths_namespace_and_say_how_to_call_berth() {
     let rendered = render(&[]);
     let service: Service = rendered.typed("Service");
-    let https_port = service.spec.and_then(|s| s.ports).into_iter().flatten().find(|p| p.name.as_deref() == Some("https"));
+    let https_port =
+        service.spec.and_then(|s| s.ports).into_iter().flatten().find(|p| p.name.as_deref() == Some("https"));
     assert_eq!(https_port.map(|p| p.port), Some(443));
     for (kind, hook) in webhooks(&rendered) {
         let endpoint = if kind.starts_with("Mutating") { "/mutate" } else { "/validate" };
@@ -577,7 +578,8 @@ policies:
     .expect("values");
     let rendered = render(&["-f", &values.display().to_string()]);
     let text = rendered.berth_yaml();
-    for default in ["harbor.example.com", "regsecret", "local-storage", "node-role.kubernetes.io", "dedicated", "kafka"] {
+    for default in ["harbor.example.com", "regsecret", "local-storage", "node-role.kubernetes.io", "dedicated", "kafka"]
+    {
         assert!(!text.contains(default), "{default} is still in berth.yaml:\n{text}");
     }
     let policies = policies_of(&text);
@@ -753,12 +755,17 @@ impl LaidOut {
                  for d in $BERTH_WRITABLE; do mount --bind \"$d\" \"$d\"; done\n\
                  mount -o remount,bind,ro /\n\
                  for d in $BERTH_READ_ONLY; do mount --bind -o ro \"$d\" \"$d\"; done\n\
+                 for d in / $BERTH_READ_ONLY; do\n\
+                   if touch \"$d/.berth-write-probe\" 2>/dev/null; then echo \"$d is writable\" >&2; exit 97; fi\n\
+                 done\n\
                  exec \"$@\"";
             command.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]);
             command.env("BERTH_WRITABLE", join(writable)).env("BERTH_READ_ONLY", join(&[workdir, tmp, home]));
             command.arg(binary());
+            eprintln!("berth runs with a read-only root (a mount namespace)");
             command
         } else {
+            eprintln!("no mount namespace here: berth runs with a read-only working directory, TMPDIR and HOME");
             for dir in [workdir, tmp, home] {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
@@ -796,7 +803,14 @@ fn join(paths: &[&Path]) -> String {
 /// (root, or a system that grants it).
 fn mount_namespaces_work() -> bool {
     Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -o remount,bind,ro / && ! touch /.berth-ro-probe"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -o remount,bind,ro / && ! touch /.berth-ro-probe",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -857,8 +871,9 @@ fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_serv
     let ca = server.ca.clone();
     runtime().block_on(async {
         for name in SERVICE_NAMES {
-            let mut client =
-                Client::connect_as(server.listen, &ca, Protocol::Http2, name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut client = Client::connect_as(server.listen, &ca, Protocol::Http2, name)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             for path in [&liveness, &readiness] {
                 let (status, _) = client.get(path).await.expect("probe");
                 assert_eq!(status, StatusCode::OK, "{path}");

@@ -56,7 +56,7 @@ pub enum CertError {
     CaExists { dir: PathBuf },
     #[error("{dir} holds no CA to renew under ({CA_CERT} and {CA_KEY} are both needed)")]
     NoCa { dir: PathBuf },
-    #[error("a certificate signed with {key} does not verify against {cert} for {name}: renew works under a CA that berth certs made, with its own key")]
+    #[error("a certificate signed with {key} does not verify against {cert} for {name}: is {key} that CA's key?")]
     Mismatch {
         cert: PathBuf,
         key: PathBuf,
@@ -157,7 +157,8 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Issued, CertError> {
         if CertificateDer::from_pem_slice(ca_pem.as_bytes()).is_err() {
             return Err(CertError::NotACertificate { path: ca_cert.clone() });
         }
-        let key = KeyPair::from_pem(&read(&ca_key)?).map_err(|error| CertError::NotAKey { path: ca_key.clone(), error })?;
+        let key =
+            KeyPair::from_pem(&read(&ca_key)?).map_err(|error| CertError::NotAKey { path: ca_key.clone(), error })?;
         // The issuer as `berth certs` made it: its name and key are all a
         // leaf takes from it. A CA of other origin fails the check below.
         let issuer = Issuer::new(ca_params(None)?, key);
