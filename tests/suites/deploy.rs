@@ -45,21 +45,23 @@ fn chart() -> String {
     repo().join("deploy/chart").display().to_string()
 }
 
-/// A tool: from `env`, else the path `.ci/install-tools` installs it to,
-/// else PATH. Never skipped: a missing tool fails with how to get it.
+/// A tool: the path in `env` if that is set, else where
+/// `.ci/install-tools` puts it, else on PATH. Never skipped: a missing tool
+/// fails the test with how to get it.
 fn tool(env: &str, installed: &str, name: &str) -> PathBuf {
-    let candidates: Vec<PathBuf> = std::env::var_os(env)
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([repo().join(installed)])
+    if let Some(path) = std::env::var_os(env).map(PathBuf::from) {
+        assert!(path.is_file(), "{env}={} is not a file: point it at a {name} binary", path.display());
+        return path;
+    }
+    std::iter::once(repo().join(installed))
         .chain(std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|dir| dir.join(name)))
-        .collect();
-    candidates.into_iter().find(|path| path.is_file()).unwrap_or_else(|| {
-        panic!(
-            "{name} is not installed: the deploy suite needs it. Run `bash .ci/install-tools` \
-             (CI's .ci/run does), or set {env} to a {name} binary."
-        )
-    })
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed: the deploy suite needs it. Run `bash .ci/install-tools` \
+                 (CI's .ci/run does), or set {env} to a {name} binary."
+            )
+        })
 }
 
 fn helm() -> PathBuf {
