@@ -61,8 +61,9 @@ pub enum CertError {
         cert: PathBuf,
         key: PathBuf,
         name: String,
+        // Boxed: rustls's error is large, and this one is rare.
         #[source]
-        error: rustls::Error,
+        error: Box<rustls::Error>,
     },
     #[error("{name:?} is not a DNS label (lowercase letters, digits and '-', at most 63)")]
     NotALabel { name: String },
@@ -182,7 +183,7 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Issued, CertError> {
         cert: ca_cert.clone(),
         key: ca_key.clone(),
         name: request.names[0].clone(),
-        error,
+        error: Box::new(error),
     })?;
     let key = write(dir, TLS_KEY, &leaf_key)?;
     let cert = write(dir, TLS_CERT, &leaf_cert)?;
