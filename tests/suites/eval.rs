@@ -86,3 +86,73 @@ fn a_malformed_review_is_reported_and_fails_the_run() {
     assert!(!ok);
     assert!(stderr.contains("the review has no request"), "{stderr}");
 }
+
+/// The must-show of the context work, as a new user runs it: every review
+/// of the hand-made install's charts through `berth eval --context
+/// <dir>/cluster.yaml --apply`, and the objects it prints.
+#[test]
+fn the_seed_sets_with_their_cluster_as_context() {
+    for chart in ["seed-pulsar-2.7.7", "seed-kafka-0.21.5"] {
+        let dir = fixtures::dir().join(chart);
+        let context = dir.join("cluster.yaml").display().to_string();
+        let mut reviews: Vec<_> = std::fs::read_dir(dir.join("reviews"))
+            .expect("reviews")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("-pod-") || p.to_string_lossy().contains("-pvc-"))
+            .collect();
+        reviews.sort();
+        let paths: Vec<String> = reviews.iter().map(|p| p.display().to_string()).collect();
+        let mut args = vec!["--context", &context, "--apply"];
+        args.extend(paths.iter().map(String::as_str));
+        let (ok, stdout, stderr) = eval(&args);
+        assert!(ok, "{chart}: {stderr}");
+        let objects: Vec<Value> =
+            serde_json::Deserializer::from_str(&stdout).into_iter().collect::<Result<_, _>>().expect("JSON objects");
+        assert_eq!(objects.len(), reviews.len(), "{chart}");
+        let app = if chart.contains("pulsar") { "pulsar" } else { "kafka" };
+        for (path, object) in reviews.iter().zip(&objects) {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let review: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("review")).expect("JSON");
+            if review["request"]["operation"] != "CREATE" {
+                continue;
+            }
+            if object["kind"] == "PersistentVolumeClaim" {
+                assert_eq!(object["spec"]["storageClassName"], "local-storage", "{name}");
+                continue;
+            }
+            let tolerations = object["spec"]["tolerations"].as_array().expect("tolerations");
+            assert_eq!(tolerations.len(), 3, "{name}: the apiserver's two and the dedicated one: {tolerations:?}");
+            assert_eq!(tolerations[2]["value"], app, "{name}");
+            let component = object["metadata"]["labels"]["component"].as_str().unwrap_or_default();
+            let pinned = !(app == "pulsar" && matches!(component, "zookeeper" | "bookie"));
+            assert_eq!(
+                object["spec"]["nodeSelector"].get(format!("node-role.kubernetes.io/{app}")).is_some(),
+                pinned,
+                "{name}"
+            );
+            assert_eq!(object["spec"]["imagePullSecrets"], serde_json::json!([{"name": "regsecret"}]), "{name}");
+            for list in ["initContainers", "containers"] {
+                for container in object["spec"][list].as_array().into_iter().flatten() {
+                    let image = container["image"].as_str().unwrap_or_default();
+                    assert!(image.starts_with("harbor.example.com/library/"), "{name}: {image}");
+                }
+            }
+        }
+    }
+}
+
+/// Without --context, a policy that needs an owner fails the request with a
+/// message that says what is missing; it never lets the pod through
+/// unmutated.
+#[test]
+fn without_context_an_owner_lookup_fails_and_says_why() {
+    let job_pod = fixtures::get("seed-pulsar-2.7.7", "025-pod-pulsar-bookie-init.json");
+    let (ok, stdout, stderr) = eval(&[&job_pod.path.display().to_string()]);
+    assert!(ok, "{stderr}");
+    let answer = check(&job_pod.review, stdout.as_bytes());
+    assert!(!answer.allowed(), "the pod passed without its owner being known");
+    let message = answer.message();
+    assert!(message.contains("--context") && message.contains("(context)"), "{message}");
+    assert_eq!(answer.response["status"]["code"], 500);
+}

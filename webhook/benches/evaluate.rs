@@ -28,7 +28,9 @@ use berth::admission::{Endpoint, admit};
 use berth::config::{Config, Source};
 use berth::policy::PolicySet;
 use berth::review::Review;
-use berth::runtime::{ArtifactCache, CallLimits, PluginDecision, Runtime, RuntimeOptions};
+use berth::runtime::{ArtifactCache, CallLimits, PluginContext, PluginDecision, Runtime, RuntimeOptions};
+
+const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 use berth_plugin_tolerations::TolerationsSettings;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -60,25 +62,31 @@ fn bench(c: &mut Criterion) {
     let limits = CallLimits::default();
 
     // Sanity: every variant does the same work and gets the same patch.
-    let wasm_patch = match tolerations.evaluate(&policy, &raw_request, SETTINGS, limits).expect("evaluates").decision {
-        PluginDecision::Mutate(patch) => patch,
-        other => panic!("expected a patch, got {other:?}"),
-    };
+    let wasm_patch =
+        match tolerations.evaluate(&policy, &raw_request, SETTINGS, &NO_CONTEXT, limits).expect("evaluates").decision {
+            PluginDecision::Mutate(patch) => patch,
+            other => panic!("expected a patch, got {other:?}"),
+        };
     assert_eq!(native_evaluate(&raw_request, SETTINGS).as_deref(), Some(wasm_patch.as_str()));
 
     let mut group = c.benchmark_group("bookie");
 
     group.bench_function("wasm_evaluate", |b| {
-        b.iter(|| tolerations.evaluate(&policy, black_box(&raw_request), SETTINGS, limits).expect("evaluates"))
+        b.iter(|| {
+            tolerations.evaluate(&policy, black_box(&raw_request), SETTINGS, &NO_CONTEXT, limits).expect("evaluates")
+        })
     });
 
     let yaml = format!(
         "policies:\n  - name: pulsar-tolerations\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      operations: [CREATE]\n      resources: [pods]\n      objectSelector:\n        matchLabels:\n          app: pulsar\n    settings: {SETTINGS}\n"
     );
     let config = Config::parse(&yaml, "bench").expect("config parses");
-    let policies =
-        PolicySet::load(&runtime, &[Source { config, base_dir: PathBuf::new(), origin: "bench".into() }], None)
-            .expect("policies load");
+    let policies = PolicySet::load(
+        &runtime,
+        &[Source { config, base_dir: PathBuf::new(), origin: "bench".into() }],
+        berth::cluster::Cluster::none(),
+    )
+    .expect("policies load");
     // Both cores at once: wall time per call with two threads calling, so
     // contention in instantiation (mprotect/madvise, the pool) shows up.
     // Half of `wasm_evaluate` would be perfect scaling.
@@ -90,7 +98,9 @@ fn bench(c: &mut Criterion) {
                     scope.spawn(|| {
                         for _ in 0..iters {
                             black_box(
-                                tolerations.evaluate(&policy, &raw_request, SETTINGS, limits).expect("evaluates"),
+                                tolerations
+                                    .evaluate(&policy, &raw_request, SETTINGS, &NO_CONTEXT, limits)
+                                    .expect("evaluates"),
                             );
                         }
                     });
@@ -113,8 +123,12 @@ fn bench(c: &mut Criterion) {
     // The embedded default policy on a broker Pod: every Pulsar mutating
     // policy matches (tolerations, node placement, pull secrets, registry),
     // then /validate runs the validators on the patched object.
-    let default = PolicySet::load(&runtime, &Config::embedded_default().expect("default parses"), None)
-        .expect("the default policy loads");
+    let default = PolicySet::load(
+        &runtime,
+        &Config::embedded_default().expect("default parses"),
+        berth::cluster::Cluster::none(),
+    )
+    .expect("the default policy loads");
     let broker = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BROKER)).expect("the broker fixture");
     let patched_broker = patched_review(&default, &broker);
     group.bench_function("default_policy_mutate_broker", |b| {
@@ -152,7 +166,9 @@ fn bench(c: &mut Criterion) {
         let hostile = runtime.load(&hostile_path.display().to_string(), &wasm).expect("hostile loads");
         group.bench_function("instantiate_empty_evaluate", |b| {
             b.iter(|| {
-                hostile.evaluate(&policy, black_box(r#"{"uid":"u"}"#), r#"{"behaviour":"ok"}"#, limits).expect("allows")
+                hostile
+                    .evaluate(&policy, black_box(r#"{"uid":"u"}"#), r#"{"behaviour":"ok"}"#, &NO_CONTEXT, limits)
+                    .expect("allows")
             })
         });
     }

@@ -2,16 +2,17 @@
 //! one JSON Patch → the response. Used by `berth serve` and `berth eval`
 //! alike, so what authors try offline is what the server does.
 
+use crate::cluster::ContextError;
 use crate::config::{FailurePolicy, Mode};
 use crate::patch::{PatchError, WorkingCopy};
-use crate::policy::{Policy, PolicySet};
+use crate::policy::{Matched, Policy, PolicySet};
 use crate::review::{AdmissionRequest, AdmissionResponse, Review};
 use crate::runtime::{PluginDecision, PluginError};
-use base64::Engine as _;
 use json_patch::PatchOperation;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
 /// The apiserver may cut warnings longer than this.
 pub const MAX_WARNING: usize = 120;
@@ -40,6 +41,27 @@ impl Endpoint {
     }
 }
 
+/// Why a policy could not give a verdict; its failurePolicy decides.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// Matching or the plugin's context needed the cluster, which did not
+    /// answer.
+    #[error("could not read the cluster")]
+    Context(#[source] ContextError),
+}
+
+impl PolicyError {
+    /// A short, stable name for metrics, logs and audit records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Plugin(error) => error.kind(),
+            Self::Context(_) => "context",
+        }
+    }
+}
+
 /// What one policy did with one request: for metrics, logs and the audit log.
 #[derive(Debug)]
 pub struct PolicyOutcome {
@@ -60,7 +82,7 @@ pub enum PolicyResult {
         message: String,
     },
     Failed {
-        error: PluginError,
+        error: PolicyError,
         failure_policy: FailurePolicy,
     },
 }
@@ -83,7 +105,29 @@ pub fn admit(policies: &PolicySet, endpoint: Endpoint, review: Review<'_>) -> Ad
     }
 }
 
-fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
+/// Call one matched policy's plugin: its verdict, or why there is none.
+/// The one step both endpoints share; what a verdict means differs.
+fn judge(
+    matched: &Matched<'_>,
+    request: &str,
+    response: &mut AdmissionResponse,
+) -> (Result<PluginDecision, PolicyError>, Duration) {
+    let Matched { policy, context } = matched;
+    let started = Instant::now();
+    let decision = match context {
+        Err(err) => Err(PolicyError::Context(err.clone())),
+        Ok(context) => match policy.plugin.evaluate(&policy.name, request, &policy.settings, context, policy.limits) {
+            Ok(verdict) => {
+                add_warnings(response, &policy.name, verdict.warnings);
+                Ok(verdict.decision)
+            }
+            Err(err) => Err(err.into()),
+        },
+    };
+    (decision, started.elapsed())
+}
+
+fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
     let Review { mut request, raw_request } = review;
     let mut response = AdmissionResponse::from(&request);
     let mut outcomes = Vec::with_capacity(matched.len());
@@ -95,37 +139,31 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
     let mut changed_request: Option<String> = None;
     let mut mutated_by = Vec::new();
 
-    for policy in matched {
+    for one in matched {
+        let policy = one.policy;
         if changed_request.is_none() && working.changed_object().is_some() {
             changed_request = Some(reserialize(&mut request, &mut working));
         }
         let input = changed_request.as_deref().unwrap_or(raw_request);
-        let started = Instant::now();
-        let result = policy.plugin.evaluate(&policy.name, input, &policy.settings, policy.limits);
-        let elapsed = started.elapsed();
-        let result = match result {
-            Ok(verdict) => {
-                add_warnings(&mut response, &policy.name, verdict.warnings);
-                match verdict.decision {
-                    PluginDecision::Allow => PolicyResult::Allowed,
-                    PluginDecision::Deny { message, code } => PolicyResult::Denied { code, message },
-                    PluginDecision::Mutate(_) if original.is_null() => {
-                        failed(PluginError::BadOutput("a patch for a request without an object".into()), policy)
-                    }
-                    PluginDecision::Mutate(patch) => match working.apply(&original, &patch) {
-                        Ok([]) => PolicyResult::Allowed,
-                        Ok(ops) => {
-                            let ops = ops.to_vec();
-                            // Serialized again only if another policy runs.
-                            changed_request = None;
-                            mutated_by.push(policy.name.to_string());
-                            PolicyResult::Mutated(ops)
-                        }
-                        Err(err) => failed(bad_output(err), policy),
-                    },
-                }
-            }
+        let (decision, elapsed) = judge(one, input, &mut response);
+        let result = match decision {
             Err(error) => failed(error, policy),
+            Ok(PluginDecision::Allow) => PolicyResult::Allowed,
+            Ok(PluginDecision::Deny { message, code }) => PolicyResult::Denied { code, message },
+            Ok(PluginDecision::Mutate(_)) if original.is_null() => {
+                failed(PluginError::BadOutput("a patch for a request without an object".into()), policy)
+            }
+            Ok(PluginDecision::Mutate(patch)) => match working.apply(&original, &patch) {
+                Ok([]) => PolicyResult::Allowed,
+                Ok(ops) => {
+                    let ops = ops.to_vec();
+                    // Serialized again only if another policy runs.
+                    changed_request = None;
+                    mutated_by.push(policy.name.to_string());
+                    PolicyResult::Mutated(ops)
+                }
+                Err(err) => failed(bad_output(err), policy),
+            },
         };
         let stop = settle(&mut response, policy, &result);
         outcomes.push(outcome(policy, elapsed, result));
@@ -135,10 +173,8 @@ fn mutate(matched: &[&Policy], review: Review<'_>) -> Admitted {
     }
 
     if let Some(ops) = working.finish(&original) {
-        match serde_json::to_vec(&ops) {
-            Ok(json) => {
-                response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-                response.patch_type = Some("JSONPatch".to_owned());
+        match response.with_patch(&ops) {
+            Ok(()) => {
                 response.audit_annotations.insert("mutated-by".to_owned(), mutated_by.join(","));
             }
             Err(err) => response.deny(500, format!("berth could not encode the patch: {err}")),
@@ -157,35 +193,32 @@ fn finish(
     Admitted { request, response, outcomes }
 }
 
-fn validate(matched: &[&Policy], review: Review<'_>) -> Admitted {
+fn validate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
     let mut response = AdmissionResponse::from(&review.request);
     let mut outcomes = Vec::with_capacity(matched.len());
     let mut denials: Vec<(u16, String)> = Vec::new();
-    for policy in matched {
-        let started = Instant::now();
-        let result = match policy.plugin.evaluate(&policy.name, review.raw_request, &policy.settings, policy.limits) {
-            Ok(verdict) => {
-                add_warnings(&mut response, &policy.name, verdict.warnings);
-                match verdict.decision {
-                    PluginDecision::Allow => PolicyResult::Allowed,
-                    PluginDecision::Deny { message, code } => PolicyResult::Denied { code, message },
-                    PluginDecision::Mutate(_) => {
-                        failed(PluginError::BadOutput("a patch from a validating policy".into()), policy)
-                    }
-                }
-            }
+    for one in matched {
+        let policy = one.policy;
+        let (decision, elapsed) = judge(one, review.raw_request, &mut response);
+        let result = match decision {
             Err(error) => failed(error, policy),
+            Ok(PluginDecision::Allow) => PolicyResult::Allowed,
+            Ok(PluginDecision::Deny { message, code }) => PolicyResult::Denied { code, message },
+            Ok(PluginDecision::Mutate(_)) => {
+                failed(PluginError::BadOutput("a patch from a validating policy".into()), policy)
+            }
         };
         match &result {
             PolicyResult::Denied { code, message } => denials.push((*code, format!("{}: {message}", policy.name))),
             PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail } => {
+                log_failure(policy, error);
                 denials.push((500, failure_message(policy, error)))
             }
             other => {
                 settle(&mut response, policy, other);
             }
         }
-        outcomes.push(outcome(policy, started.elapsed(), result));
+        outcomes.push(outcome(policy, elapsed, result));
     }
     if let Some((code, _)) = denials.first() {
         // Every reason, so the user fixes everything in one go.
@@ -216,16 +249,22 @@ fn reserialize(request: &mut AdmissionRequest, working: &mut WorkingCopy) -> Str
     text
 }
 
-fn failed(error: PluginError, policy: &Policy) -> PolicyResult {
-    PolicyResult::Failed { error, failure_policy: policy.failure_policy }
+fn failed(error: impl Into<PolicyError>, policy: &Policy) -> PolicyResult {
+    PolicyResult::Failed { error: error.into(), failure_policy: policy.failure_policy }
 }
 
 fn bad_output(err: PatchError) -> PluginError {
     PluginError::BadOutput(err.to_string())
 }
 
-fn failure_message(policy: &Policy, error: &PluginError) -> String {
-    format!("policy {} failed ({}): {error}", policy.name, error.kind())
+/// The reason a user reads: the policy, the kind of failure, and the whole
+/// chain of causes (a context error's cause is what says which lookup).
+fn failure_message(policy: &Policy, error: &PolicyError) -> String {
+    format!("policy {} failed ({}): {}", policy.name, error.kind(), crate::error_chain(error))
+}
+
+fn log_failure(policy: &Policy, error: &PolicyError) {
+    tracing::error!(policy = &*policy.name, kind = error.kind(), "policy failed: {}", crate::error_chain(error));
 }
 
 /// Apply one policy's result to the response (mutate chain). Returns whether
@@ -239,13 +278,14 @@ fn settle(response: &mut AdmissionResponse, policy: &Policy, result: &PolicyResu
             true
         }
         PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail } => {
-            tracing::error!(policy = &*policy.name, kind = error.kind(), "policy failed: {error}");
+            log_failure(policy, error);
             response.deny(500, failure_message(policy, error));
             response.audit_annotations.insert("denied-by".to_owned(), policy.name.to_string());
             true
         }
         PolicyResult::Failed { error, failure_policy: FailurePolicy::Ignore } => {
-            tracing::warn!(policy = &*policy.name, kind = error.kind(), "policy failed and was ignored: {error}");
+            let chain = crate::error_chain(error);
+            tracing::warn!(policy = &*policy.name, kind = error.kind(), "policy failed and was ignored: {chain}");
             add_warnings(response, &policy.name, vec![format!("skipped after {}", error.kind())]);
             false
         }

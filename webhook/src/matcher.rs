@@ -1,13 +1,19 @@
 //! Which requests a policy sees, decided in the host before any plugin runs:
-//! an object no policy matches costs no Wasm call.
+//! an object no policy matches costs no Wasm call. The request's own fields
+//! are checked first; namespace labels and owners are read from memory
+//! (cluster/) only when a policy gets that far, once per request.
 
-use crate::config::{LabelSelector, MatchSpec, OperationMatch, SelectorOperator};
-use crate::namespaces::Namespaces;
+use crate::cluster::{Cluster, ContextError, Meta, Needs, controller_of};
+use crate::config::{HelmRelease, LabelSelector, MatchSpec, OperationMatch, SelectorOperator};
 use crate::review::AdmissionRequest;
 use serde_json::Value;
+use std::cell::OnceCell;
+use std::sync::Arc;
 
 /// The label every namespace carries with its own name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The labels charts put their release name in: today's and helm/charts'.
+const RELEASE_LABELS: [&str; 2] = ["app.kubernetes.io/instance", "release"];
 
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
@@ -20,72 +26,170 @@ impl From<MatchSpec> for Matcher {
     }
 }
 
+/// One request, and what matching has looked up about it so far: the
+/// owner chain is walked once however many policies ask.
+pub struct Facts<'r> {
+    request: &'r AdmissionRequest,
+    cluster: &'r Cluster,
+    owners: OnceCell<Result<Vec<Arc<Meta>>, ContextError>>,
+}
+
+impl<'r> Facts<'r> {
+    pub fn new(request: &'r AdmissionRequest, cluster: &'r Cluster) -> Self {
+        Self { request, cluster, owners: OnceCell::new() }
+    }
+
+    fn namespace(&self) -> &'r str {
+        self.request.namespace.as_deref().unwrap_or("")
+    }
+
+    fn owners(&self) -> Result<&[Arc<Meta>], ContextError> {
+        let chain = self.owners.get_or_init(|| {
+            let first = self.request.subject().and_then(controller_of);
+            if first.is_none() {
+                return Ok(Vec::new());
+            }
+            self.cluster.owner_chain(self.namespace(), first)
+        });
+        chain.as_deref().map_err(Clone::clone)
+    }
+}
+
 impl Matcher {
-    /// Whether `request` is for this policy. `namespaces` gives namespace
-    /// labels when berth can read them; without it only the name label
-    /// (`kubernetes.io/metadata.name`) is known, and configurations that
-    /// need more are refused at load (policy.rs).
-    pub fn matches(&self, request: &AdmissionRequest, namespaces: Option<&Namespaces>) -> bool {
-        let spec = &self.spec;
-        let namespace = request.namespace.as_deref().unwrap_or("");
-        (spec.operations.is_empty() || spec.operations.iter().any(|op| op.matches(request.operation)))
-            && (spec.resources.is_empty()
-                || spec
-                    .resources
-                    .iter()
-                    .any(|r| resource_matches(r, &request.resource.resource, request.sub_resource.as_deref())))
-            && (spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace))
-            && !spec.exclude_namespaces.iter().any(|n| n == namespace)
-            && spec.namespace_selector.as_ref().is_none_or(|s| namespace_matches(s, request, namespace, namespaces))
-            && spec.object_selector.as_ref().is_none_or(|s| {
-                let labels = request.labels();
-                selector_matches(s, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
-            })
+    /// Whether the request of `facts` is for this policy; an error when a
+    /// lookup it needs could not be answered.
+    pub fn matches(&self, facts: &Facts<'_>) -> Result<bool, ContextError> {
+        spec_matches(&self.spec, facts)
     }
 
     pub fn operations(&self) -> &[OperationMatch] {
         &self.spec.operations
     }
 
-    /// Label keys the namespace selector reads besides the name label.
-    pub fn namespace_label_keys(&self) -> impl Iterator<Item = &str> {
-        let selector = self.spec.namespace_selector.iter();
+    /// Label keys the namespace selectors read besides the name label.
+    pub fn namespace_label_keys(&self) -> Vec<&str> {
+        let mut keys = Vec::new();
+        label_keys(&self.spec, &mut keys);
+        keys
+    }
+
+    /// What of the cluster this matcher reads.
+    pub fn needs(&self) -> Needs {
+        Needs {
+            namespace_labels: !self.namespace_label_keys().is_empty(),
+            owners: needs_owners(&self.spec),
+            ..Needs::default()
+        }
+    }
+}
+
+fn label_keys<'a>(spec: &'a MatchSpec, keys: &mut Vec<&'a str>) {
+    let selector = spec.namespace_selector.iter();
+    keys.extend(
         selector
             .flat_map(|s| s.match_labels.keys().chain(s.match_expressions.iter().map(|e| &e.key)))
             .map(String::as_str)
-            .filter(|key| *key != NAMESPACE_NAME_LABEL)
+            .filter(|key| *key != NAMESPACE_NAME_LABEL),
+    );
+    for alternative in &spec.any_of {
+        label_keys(alternative, keys);
     }
+}
+
+fn needs_owners(spec: &MatchSpec) -> bool {
+    spec.owner.is_some() || !spec.helm_release.is_empty() || spec.any_of.iter().any(needs_owners)
+}
+
+fn spec_matches(spec: &MatchSpec, facts: &Facts<'_>) -> Result<bool, ContextError> {
+    let request = facts.request;
+    let namespace = facts.namespace();
+    let cheap = (spec.operations.is_empty() || spec.operations.iter().any(|op| op.matches(request.operation)))
+        && (spec.resources.is_empty()
+            || spec
+                .resources
+                .iter()
+                .any(|r| resource_matches(r, &request.resource.resource, request.sub_resource.as_deref())))
+        && (spec.namespaces.is_empty() || spec.namespaces.iter().any(|n| n == namespace))
+        && !spec.exclude_namespaces.iter().any(|n| n == namespace)
+        && spec.object_selector.as_ref().is_none_or(|s| selector_matches(s, |key| object_label(request, key)));
+    if !cheap {
+        return Ok(false);
+    }
+    if let Some(selector) = &spec.namespace_selector
+        && !namespace_matches(selector, facts)?
+    {
+        return Ok(false);
+    }
+    if !spec.helm_release.is_empty() && !helm_release_matches(&spec.helm_release, facts)? {
+        return Ok(false);
+    }
+    if let Some(selector) = &spec.owner
+        && !facts
+            .owners()?
+            .iter()
+            .any(|owner| selector_matches(selector, |key| owner.labels.get(key).map(String::as_str)))
+    {
+        return Ok(false);
+    }
+    if spec.any_of.is_empty() {
+        return Ok(true);
+    }
+    // One alternative that matches is enough, even if another could not be
+    // decided; an error counts only when nothing matched.
+    let mut undecided = None;
+    for alternative in &spec.any_of {
+        match spec_matches(alternative, facts) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(err) => undecided = undecided.or(Some(err)),
+        }
+    }
+    undecided.map_or(Ok(false), Err)
+}
+
+fn object_label<'a>(request: &'a AdmissionRequest, key: &str) -> Option<&'a str> {
+    request.labels().and_then(|l| l.get(key)).and_then(Value::as_str)
+}
+
+/// The object's release labels or Helm annotations, then its owners'
+/// annotations (an object a controller made carries only what its template
+/// gave it; `helm install` annotates the controller).
+fn helm_release_matches(releases: &[HelmRelease], facts: &Facts<'_>) -> Result<bool, ContextError> {
+    let request = facts.request;
+    let namespace = facts.namespace();
+    let is = |ns: &str, name: &str| releases.iter().any(|r| r.namespace == ns && r.name == name);
+    if RELEASE_LABELS.iter().any(|key| object_label(request, key).is_some_and(|name| is(namespace, name))) {
+        return Ok(true);
+    }
+    let annotation = |key: &str| request.subject()?.get("metadata")?.get("annotations")?.get(key)?.as_str();
+    if let Some(name) = annotation(crate::cluster::HELM_RELEASE_NAME)
+        && is(annotation(crate::cluster::HELM_RELEASE_NAMESPACE).unwrap_or(namespace), name)
+    {
+        return Ok(true);
+    }
+    Ok(facts.owners()?.iter().any(|owner| owner.helm_release().is_some_and(|(ns, name)| is(ns, name))))
 }
 
 /// Webhook semantics: a Namespace is matched on its own labels (the old
 /// object's on DELETE; the apiserver sets `namespace` to its own name, so
 /// that field does not tell); another namespaced object on its namespace's
 /// labels; other cluster-scoped objects always match.
-fn namespace_matches(
-    selector: &LabelSelector,
-    request: &AdmissionRequest,
-    namespace: &str,
-    namespaces: Option<&Namespaces>,
-) -> bool {
+fn namespace_matches(selector: &LabelSelector, facts: &Facts<'_>) -> Result<bool, ContextError> {
+    let request = facts.request;
     if request.resource.resource == "namespaces" && request.sub_resource.as_deref().unwrap_or("").is_empty() {
-        let labels = request.labels();
-        return selector_matches(selector, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str));
+        return Ok(selector_matches(selector, |key| object_label(request, key)));
     }
+    let namespace = facts.namespace();
     if namespace.is_empty() {
-        return true;
+        return Ok(true);
     }
-    let with_name = |labels: Option<&crate::namespaces::Labels>| {
-        selector_matches(selector, |key| {
-            if key == NAMESPACE_NAME_LABEL {
-                return Some(namespace);
-            }
-            labels.and_then(|l| l.get(key)).map(String::as_str)
-        })
-    };
-    match namespaces {
-        Some(namespaces) => namespaces.with_labels(namespace, with_name),
-        None => with_name(None),
-    }
+    let labels = facts.cluster.namespace_labels(namespace)?;
+    Ok(selector_matches(selector, |key| {
+        if key == NAMESPACE_NAME_LABEL {
+            return Some(namespace);
+        }
+        labels.as_ref().and_then(|l| l.labels.get(key)).map(String::as_str)
+    }))
 }
 
 /// Webhook-rule semantics: `pods` is the resource only, `pods/status` one
@@ -142,6 +246,17 @@ mod tests {
         assert!(resource_matches("*/*", "pods", Some("status")));
     }
 
+    fn matches(spec: &MatchSpec, request: &AdmissionRequest, cluster: &Cluster) -> Result<bool, ContextError> {
+        Matcher::from(spec.clone()).matches(&Facts::new(request, cluster))
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn selectors_and_operations() {
         let spec = MatchSpec {
@@ -157,35 +272,29 @@ mod tests {
             }),
             ..Default::default()
         };
-        let m = Matcher::from(spec);
-        let matches = |r: AdmissionRequest| m.matches(&r, None);
-        assert!(matches(request("CREATE", "pods", None, json!({"app": "pulsar", "component": "broker"}))));
-        assert!(!matches(request("CREATE", "pods", None, json!({"app": "pulsar", "component": "bookie"}))));
-        assert!(!matches(request("UPDATE", "pods", None, json!({"app": "pulsar"}))));
-        assert!(!matches(request("CREATE", "pods", Some("status"), json!({"app": "pulsar"}))));
-        assert!(!matches(request("CREATE", "pods", None, json!({"app": "kafka"}))));
+        let none = Cluster::none();
+        let check = |r: AdmissionRequest| matches(&spec, &r, &none).unwrap();
+        assert!(check(request("CREATE", "pods", None, json!({"app": "pulsar", "component": "broker"}))));
+        assert!(!check(request("CREATE", "pods", None, json!({"app": "pulsar", "component": "bookie"}))));
+        assert!(!check(request("UPDATE", "pods", None, json!({"app": "pulsar"}))));
+        assert!(!check(request("CREATE", "pods", Some("status"), json!({"app": "pulsar"}))));
+        assert!(!check(request("CREATE", "pods", None, json!({"app": "kafka"}))));
     }
 
     #[test]
     fn namespace_selectors_use_the_namespace_labels() {
-        let spec = MatchSpec {
-            namespace_selector: Some(LabelSelector {
-                match_labels: [("berth.dev/enabled".to_owned(), "true".to_owned())].into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let m = Matcher::from(spec);
+        let spec =
+            MatchSpec { namespace_selector: Some(labels(&[("berth.dev/enabled", "true")])), ..Default::default() };
         let pod = request("CREATE", "pods", None, json!({}));
-        let enabled =
-            Namespaces::fixed([("ns".to_owned(), [("berth.dev/enabled".to_owned(), "true".to_owned())].into())]);
-        let disabled = Namespaces::fixed([("ns".to_owned(), Default::default())]);
-        assert!(m.matches(&pod, Some(&enabled)));
-        assert!(!m.matches(&pod, Some(&disabled)));
-        assert!(!m.matches(&pod, None), "unknown labels do not match");
-        assert_eq!(m.namespace_label_keys().collect::<Vec<_>>(), ["berth.dev/enabled"]);
+        let enabled = Cluster::fixed_namespaces([("ns", &[("berth.dev/enabled", "true")][..])]);
+        let disabled = Cluster::fixed_namespaces([("ns", &[][..])]);
+        assert!(matches(&spec, &pod, &enabled).unwrap());
+        assert!(!matches(&spec, &pod, &disabled).unwrap());
+        assert!(!matches(&spec, &pod, &Cluster::none()).unwrap(), "unknown labels do not match");
+        assert_eq!(Matcher::from(spec.clone()).namespace_label_keys(), ["berth.dev/enabled"]);
+        assert!(Matcher::from(spec.clone()).needs().namespace_labels);
 
-        let by_name = Matcher::from(MatchSpec {
+        let by_name = MatchSpec {
             namespace_selector: Some(LabelSelector {
                 match_expressions: vec![LabelRequirement {
                     key: NAMESPACE_NAME_LABEL.into(),
@@ -195,16 +304,91 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        });
-        assert!(by_name.matches(&pod, None), "the name label is always known");
+        };
+        assert!(matches(&by_name, &pod, &Cluster::none()).unwrap(), "the name label is always known");
 
         // A Namespace being created is matched on its own labels, not on
         // what berth has (or has not yet) seen of it.
         let mut namespace = request("CREATE", "namespaces", None, json!({"berth.dev/enabled": "true"}));
         namespace.kind.kind = "Namespace".into();
         namespace.namespace = Some("new".into());
-        assert!(m.matches(&namespace, Some(&disabled)));
-        assert!(m.matches(&namespace, None));
-        assert_eq!(by_name.namespace_label_keys().count(), 0);
+        assert!(matches(&spec, &namespace, &disabled).unwrap());
+        assert!(matches(&spec, &namespace, &Cluster::none()).unwrap());
+        assert!(!Matcher::from(by_name).needs().any());
+    }
+
+    fn job_pod(labels: Value) -> AdmissionRequest {
+        let mut pod = request("CREATE", "pods", None, labels);
+        pod.object.as_mut().unwrap()["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "init", "uid": "job-uid", "controller": true}]);
+        pod
+    }
+
+    fn cluster_with_job(job_labels: &[(&str, &str)]) -> Cluster {
+        let labels: serde_json::Map<String, Value> =
+            job_labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        Cluster::fixed_objects(vec![json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {
+                "name": "init", "namespace": "ns", "uid": "job-uid", "labels": labels,
+                "annotations": {"meta.helm.sh/release-name": "pulsar", "meta.helm.sh/release-namespace": "ns"},
+            },
+        })])
+    }
+
+    #[test]
+    fn owner_selectors_read_the_owners_labels() {
+        let spec = MatchSpec { owner: Some(labels(&[("app", "pulsar")])), ..Default::default() };
+        assert!(Matcher::from(spec.clone()).needs().owners);
+        let pod = job_pod(json!({"job-name": "init"}));
+        assert!(matches(&spec, &pod, &cluster_with_job(&[("app", "pulsar")])).unwrap());
+        assert!(!matches(&spec, &pod, &cluster_with_job(&[("app", "kafka")])).unwrap());
+        // The pod's own labels are not its owner's.
+        let unowned = request("CREATE", "pods", None, json!({"app": "pulsar"}));
+        assert!(!matches(&spec, &unowned, &cluster_with_job(&[("app", "pulsar")])).unwrap());
+    }
+
+    #[test]
+    fn any_of_takes_the_object_or_its_owner() {
+        let spec = MatchSpec {
+            resources: vec!["pods".into()],
+            any_of: vec![
+                MatchSpec { object_selector: Some(labels(&[("app", "pulsar")])), ..Default::default() },
+                MatchSpec { owner: Some(labels(&[("app", "pulsar")])), ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let cluster = cluster_with_job(&[("app", "pulsar")]);
+        assert!(matches(&spec, &job_pod(json!({})), &cluster).unwrap());
+        assert!(matches(&spec, &request("CREATE", "pods", None, json!({"app": "pulsar"})), &Cluster::none()).unwrap());
+        assert!(!matches(&spec, &job_pod(json!({})), &cluster_with_job(&[])).unwrap());
+        assert!(
+            !matches(&spec, &request("CREATE", "persistentvolumeclaims", None, json!({"app": "pulsar"})), &cluster)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn helm_releases_by_label_annotation_or_owner() {
+        let spec = MatchSpec { helm_release: vec!["ns/pulsar".parse().unwrap()], ..Default::default() };
+        let cluster = cluster_with_job(&[]);
+        assert!(
+            matches(&spec, &request("CREATE", "pods", None, json!({"release": "pulsar"})), &Cluster::none()).unwrap()
+        );
+        assert!(
+            matches(
+                &spec,
+                &request("CREATE", "pods", None, json!({"app.kubernetes.io/instance": "pulsar"})),
+                &Cluster::none()
+            )
+            .unwrap()
+        );
+        assert!(
+            !matches(&spec, &request("CREATE", "pods", None, json!({"release": "kafka"})), &Cluster::none()).unwrap()
+        );
+        assert!(matches(&spec, &job_pod(json!({})), &cluster).unwrap(), "the Job's Helm annotations");
+        let other = MatchSpec { helm_release: vec!["other/pulsar".parse().unwrap()], ..Default::default() };
+        assert!(!matches(&other, &job_pod(json!({"release": "pulsar"})), &cluster).unwrap(), "another namespace");
+        assert!("pulsar".parse::<HelmRelease>().is_err());
     }
 }

@@ -3,10 +3,11 @@
 //! the request path.
 
 use crate::builtin;
-use crate::config::{ConfigError, FailurePolicy, Mode, PolicySpec, Source};
-use crate::matcher::Matcher;
-use crate::namespaces::Namespaces;
-use crate::runtime::{CallLimits, LoadError, Plugin, Runtime};
+use crate::cluster::{Cluster, ContextError, Needs};
+use crate::config::{ConfigError, ContextItem, FailurePolicy, Mode, PolicySpec, Source};
+use crate::matcher::{Facts, Matcher};
+use crate::review::AdmissionRequest;
+use crate::runtime::{CallLimits, LoadError, Plugin, PluginContext, Runtime};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use thiserror::Error;
@@ -25,10 +26,14 @@ pub enum PolicySetError {
         error: std::io::Error,
     },
     #[error(
-        "policy {policy:?}: match.namespaceSelector uses the namespace label {key:?}, but berth cannot read Namespaces here: run it in a cluster (with list/watch on namespaces) or give --kube-api; or select by {name_label}",
+        "policy {policy:?}: match.namespaceSelector uses the namespace label {key:?}, but berth cannot read Namespaces here: give `berth eval` a --context file with the Namespace, run `berth serve` in a cluster (with list/watch on namespaces) or give it --kube-api; or select by {name_label}",
         name_label = crate::matcher::NAMESPACE_NAME_LABEL
     )]
     NamespaceLabels { policy: String, key: String },
+    #[error(
+        "policy {policy:?}: {what} needs the cluster's objects, and berth has none here: give `berth eval` a --context file (the owners as `kubectl get -o yaml` shows them), or run `berth serve` in a cluster or with --kube-api (RBAC: docs/CONFIG.md)"
+    )]
+    NoCluster { policy: String, what: &'static str },
     #[error("policy {policy:?}: memoryLimit {limit} is above the runtime's maximum {max}")]
     MemoryLimit { policy: String, limit: usize, max: usize },
     #[error("policy {policy:?}: {error}")]
@@ -50,21 +55,33 @@ pub struct Policy {
     pub limits: CallLimits,
     /// The settings as JSON text, serialized once.
     pub settings: String,
+    /// The cluster facts the plugin asked for (`context:`).
+    pub context: Vec<ContextItem>,
+}
+
+/// A policy that matched a request, with the facts of the cluster it asked
+/// for; or the lookup that failed, which fails the policy.
+#[derive(Debug)]
+pub struct Matched<'p> {
+    pub policy: &'p Policy,
+    pub context: Result<PluginContext, ContextError>,
 }
 
 /// Every policy, in the order they run.
 #[derive(Debug, Default)]
 pub struct PolicySet {
     policies: Vec<Policy>,
-    /// Namespace labels, when berth can read them (namespaceSelector).
-    namespaces: Option<Namespaces>,
+    /// What berth knows of the cluster: namespace labels, owners, the
+    /// default StorageClass, as far as these policies need them.
+    cluster: Cluster,
 }
 
 impl PolicySet {
     /// Load every policy of every source, in order. Plugins used by several
-    /// policies are compiled once. Without `namespaces`, a namespaceSelector
-    /// can only select by the namespace's name.
-    pub fn load(runtime: &Runtime, sources: &[Source], namespaces: Option<Namespaces>) -> Result<Self, PolicySetError> {
+    /// policies are compiled once. A policy that needs what `cluster` cannot
+    /// tell is refused (a namespaceSelector can always select by name).
+    pub fn load(runtime: &Runtime, sources: &[Source], cluster: Cluster) -> Result<Self, PolicySetError> {
+        let provides = cluster.provides();
         let mut names = HashSet::new();
         let mut plugins: HashMap<(String, std::path::PathBuf), Arc<Plugin>> = HashMap::new();
         let mut policies = Vec::new();
@@ -74,10 +91,18 @@ impl PolicySet {
                     return Err(ConfigError::DuplicateName(spec.name.clone()).into());
                 }
                 let matcher = Matcher::from(spec.matcher.clone());
-                if namespaces.is_none()
-                    && let Some(key) = matcher.namespace_label_keys().next()
-                {
-                    return Err(PolicySetError::NamespaceLabels { policy: spec.name.clone(), key: key.to_owned() });
+                let needs = matcher.needs();
+                if needs.namespace_labels && !provides.namespace_labels {
+                    let key = matcher.namespace_label_keys()[0].to_owned();
+                    return Err(PolicySetError::NamespaceLabels { policy: spec.name.clone(), key });
+                }
+                if needs.owners && !provides.owners {
+                    let what = "match.owner or match.helmRelease";
+                    return Err(PolicySetError::NoCluster { policy: spec.name.clone(), what });
+                }
+                if spec.context.contains(&ContextItem::DefaultStorageClass) && !provides.default_storage_class {
+                    let what = "context: [defaultStorageClass]";
+                    return Err(PolicySetError::NoCluster { policy: spec.name.clone(), what });
                 }
                 let key = (spec.plugin.clone(), source.base_dir.clone());
                 let plugin = match plugins.get(&key) {
@@ -91,27 +116,57 @@ impl PolicySet {
                 policies.push(prepare(runtime, spec, plugin, matcher)?);
             }
         }
-        Ok(Self { policies, namespaces })
+        Ok(Self { policies, cluster })
     }
 
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }
 
-    /// The policies of `mode` that match `request`, in order.
-    pub fn matching(&self, mode: Mode, request: &crate::review::AdmissionRequest) -> Vec<&Policy> {
-        let namespaces = self.namespaces.as_ref();
-        self.policies.iter().filter(|p| p.mode == mode && p.matcher.matches(request, namespaces)).collect()
+    /// The policies of `mode` that match `request`, in order, each with
+    /// the context it asked for. A policy whose match could not be decided
+    /// (the Kubernetes API did not answer) is returned with the error.
+    pub fn matching(&self, mode: Mode, request: &AdmissionRequest) -> Vec<Matched<'_>> {
+        let facts = Facts::new(request, &self.cluster);
+        let mut matched = Vec::new();
+        for policy in self.policies.iter().filter(|p| p.mode == mode) {
+            let context = match policy.matcher.matches(&facts) {
+                Ok(false) => continue,
+                Ok(true) => self.context(policy),
+                Err(err) => Err(err),
+            };
+            matched.push(Matched { policy, context });
+        }
+        matched
+    }
+
+    /// The caches these policies read that have not synced yet.
+    pub fn unsynced(&self) -> Vec<&'static str> {
+        self.cluster.unsynced()
+    }
+
+    fn context(&self, policy: &Policy) -> Result<PluginContext, ContextError> {
+        let mut context = PluginContext { default_storage_class: None };
+        for item in &policy.context {
+            match item {
+                ContextItem::DefaultStorageClass => {
+                    context.default_storage_class = self.cluster.default_storage_class()?;
+                }
+            }
+        }
+        Ok(context)
     }
 }
 
-/// Whether any policy of `sources` selects namespaces by a label other than
-/// their name, and so needs the namespaces' labels.
-pub fn needs_namespace_labels(sources: &[Source]) -> bool {
-    sources
-        .iter()
-        .flat_map(|source| &source.config.policies)
-        .any(|spec| Matcher::from(spec.matcher.clone()).namespace_label_keys().next().is_some())
+/// What `sources` need of the cluster, all policies together.
+pub fn needs(sources: &[Source]) -> Needs {
+    sources.iter().flat_map(|source| &source.config.policies).fold(Needs::default(), |needs, spec| {
+        let context = Needs {
+            default_storage_class: spec.context.contains(&ContextItem::DefaultStorageClass),
+            ..Needs::default()
+        };
+        needs.union(Matcher::from(spec.matcher.clone()).needs()).union(context)
+    })
 }
 
 fn load_plugin(runtime: &Runtime, spec: &PolicySpec, source: &Source) -> Result<Plugin, PolicySetError> {
@@ -170,5 +225,14 @@ fn prepare(
     plugin
         .validate_settings(&name, &settings, limits)
         .map_err(|error| PolicySetError::Load { policy: spec.name.clone(), error })?;
-    Ok(Policy { name, plugin, mode: spec.mode, matcher, failure_policy: spec.failure_policy, limits, settings })
+    Ok(Policy {
+        name,
+        plugin,
+        mode: spec.mode,
+        matcher,
+        failure_policy: spec.failure_policy,
+        limits,
+        settings,
+        context: spec.context.clone(),
+    })
 }

@@ -188,6 +188,13 @@ pub struct Status {
     pub message: String,
 }
 
+/// The one patch type admission/v1 defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PatchType {
+    #[serde(rename = "JSONPatch")]
+    JsonPatch,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionResponse {
@@ -197,8 +204,9 @@ pub struct AdmissionResponse {
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<String>,
+    /// Set together with `patch` by [`AdmissionResponse::with_patch`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch_type: Option<String>,
+    pub patch_type: Option<PatchType>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -227,6 +235,16 @@ impl AdmissionResponse {
         self.patch = None;
         self.patch_type = None;
         self.status = Some(Status { code, message });
+    }
+
+    /// Attach an RFC 6902 patch: the base64 text and its type are set
+    /// together, so they cannot disagree.
+    pub fn with_patch(&mut self, ops: &[json_patch::PatchOperation]) -> Result<(), serde_json::Error> {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(ops)?;
+        self.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+        self.patch_type = Some(PatchType::JsonPatch);
+        Ok(())
     }
 
     /// Wrap in the AdmissionReview envelope the apiserver expects.

@@ -347,7 +347,7 @@ fn dry_runs_errors_and_mutations_are_recorded() {
             outcome(
                 "slow",
                 PolicyResult::Failed {
-                    error: PluginError::Timeout { after: Duration::from_millis(100) },
+                    error: PluginError::Timeout { after: Duration::from_millis(100) }.into(),
                     failure_policy: FailurePolicy::Ignore,
                 },
             ),
@@ -376,8 +376,12 @@ fn a_real_mutation_through_admit() {
     .unwrap();
     let yaml = "policies:\n  - name: pulsar-tolerations\n    plugin: builtin:tolerations\n    mode: mutate\n    settings:\n      tolerations: [{key: dedicated, operator: Equal, value: pulsar, effect: NoSchedule}]\n";
     let config = Config::parse(yaml, "test").unwrap();
-    let policies =
-        PolicySet::load(&runtime, &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }], None).unwrap();
+    let policies = PolicySet::load(
+        &runtime,
+        &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }],
+        berth::cluster::Cluster::none(),
+    )
+    .unwrap();
     let body = fs::read("../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json").unwrap();
     let admitted = admit(&policies, Endpoint::Mutate, Review::parse(&body).unwrap());
     assert!(admitted.response.allowed && admitted.response.patch.is_some());

@@ -3,7 +3,7 @@
 //! mutations of several policies compose into one patch.
 
 use base64::Engine as _;
-use berth::admission::{Admitted, Endpoint, PolicyResult, admit};
+use berth::admission::{Admitted, Endpoint, PolicyError, PolicyResult, admit};
 use berth::config::{Config, FailurePolicy, Source};
 use berth::policy::{PolicySet, PolicySetError};
 use berth::review::Review;
@@ -57,7 +57,11 @@ fn tolerations(name: &str, keys: &[&str]) -> String {
 fn try_load(items: &[String]) -> Result<PolicySet, PolicySetError> {
     let yaml = format!("policies:\n{}", items.concat());
     let config = Config::parse(&yaml, "test").unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    PolicySet::load(runtime(), &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }], None)
+    PolicySet::load(
+        runtime(),
+        &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }],
+        berth::cluster::Cluster::none(),
+    )
 }
 
 fn load(items: &[String]) -> PolicySet {
@@ -86,7 +90,7 @@ fn admit_bookie(policies: &PolicySet) -> Admitted {
 /// The response's patch, decoded, and the original object with it applied.
 fn patched(admitted: &Admitted) -> (Vec<Value>, Value) {
     let response = &admitted.response;
-    assert_eq!(response.patch_type.as_deref(), Some("JSONPatch"));
+    assert_eq!(response.patch_type, Some(berth::review::PatchType::JsonPatch));
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(response.patch.as_deref().expect("a patch"))
         .expect("the patch is base64");
@@ -137,7 +141,10 @@ fn bad_outputs_under_fail_deny_naming_the_policy_and_the_kind() {
         assert!(
             matches!(
                 &admitted.outcomes[1].result,
-                PolicyResult::Failed { error: PluginError::BadOutput(_), failure_policy: FailurePolicy::Fail }
+                PolicyResult::Failed {
+                    error: PolicyError::Plugin(PluginError::BadOutput(_)),
+                    failure_policy: FailurePolicy::Fail
+                }
             ),
             "{behaviour}: {:?}",
             admitted.outcomes[1].result
@@ -159,7 +166,10 @@ fn bad_outputs_under_ignore_warn_and_the_other_mutations_land() {
         assert!(
             matches!(
                 &admitted.outcomes[1].result,
-                PolicyResult::Failed { error: PluginError::BadOutput(_), failure_policy: FailurePolicy::Ignore }
+                PolicyResult::Failed {
+                    error: PolicyError::Plugin(PluginError::BadOutput(_)),
+                    failure_policy: FailurePolicy::Ignore
+                }
             ),
             "{behaviour}: {:?}",
             admitted.outcomes[1].result
@@ -177,7 +187,7 @@ fn bad_outputs_are_told_apart() {
     let detail = |behaviour: &str| {
         let admitted = admit_bookie(&load(&[hostile("h", behaviour, "Fail")]));
         match &admitted.outcomes[0].result {
-            PolicyResult::Failed { error: PluginError::BadOutput(detail), .. } => detail.clone(),
+            PolicyResult::Failed { error: PolicyError::Plugin(PluginError::BadOutput(detail)), .. } => detail.clone(),
             other => panic!("{behaviour}: {other:?}"),
         }
     };
@@ -229,7 +239,10 @@ fn timeout_under_fail_names_the_policy_and_the_deadline() {
     assert_eq!(response.patch, None);
     assert!(matches!(
         admitted.outcomes[1].result,
-        PolicyResult::Failed { error: PluginError::Timeout { .. }, failure_policy: FailurePolicy::Fail }
+        PolicyResult::Failed {
+            error: PolicyError::Plugin(PluginError::Timeout { .. }),
+            failure_policy: FailurePolicy::Fail
+        }
     ));
 }
 

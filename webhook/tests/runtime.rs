@@ -3,13 +3,17 @@
 //! error, and the same plugin, on the same runtime, answers the next call.
 
 use berth::runtime::{
-    ArtifactCache, CallLimits, LoadError, Plugin, PluginDecision, PluginError, PluginVerdict, Runtime, RuntimeOptions,
+    ArtifactCache, CallLimits, LoadError, Plugin, PluginContext, PluginDecision, PluginError, PluginVerdict, Runtime,
+    RuntimeOptions,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::Trap;
+
+/// No cluster facts: these plugins ask for none.
+const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 
 const MIB: usize = 1 << 20;
 
@@ -70,7 +74,7 @@ fn policy() -> Arc<str> {
 }
 
 fn evaluate(plugin: &Plugin, behaviour: &str, uid: &str, limits: CallLimits) -> Result<PluginVerdict, PluginError> {
-    plugin.evaluate(&policy(), &request(uid), &settings(behaviour), limits)
+    plugin.evaluate(&policy(), &request(uid), &settings(behaviour), &NO_CONTEXT, limits)
 }
 
 /// After a hostile call, a well-behaved call on the same plugin works.
@@ -152,7 +156,7 @@ fn panic_is_a_panic_with_its_message() {
 fn an_error_returned_by_the_plugin_is_a_policy_error() {
     let plugin = hostile();
     let err = plugin
-        .evaluate(&policy(), "this is no AdmissionRequest", &settings("ok"), CallLimits::default())
+        .evaluate(&policy(), "this is no AdmissionRequest", &settings("ok"), &NO_CONTEXT, CallLimits::default())
         .expect_err("refused");
     assert!(matches!(&err, PluginError::Policy(message) if message.contains("invalid AdmissionRequest")), "{err:?}");
     assert!(!err.poisons_instance());
@@ -280,13 +284,13 @@ fn compiled_plugins_are_cached_and_a_damaged_entry_is_recompiled() {
     let second = Runtime::new(options()).expect("runtime");
     let plugin = second.load(&source, &wasm).expect("loads from the cache");
     assert_eq!(std::fs::read(&cached[0]).expect("artifact"), stored, "a cache hit rewrites nothing");
-    assert!(plugin.evaluate(&"p".into(), &request("a"), &settings("ok"), limits(100, 16 * MIB)).is_ok());
+    assert!(plugin.evaluate(&"p".into(), &request("a"), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
 
     // A damaged artifact fails wasmtime's checks and is compiled again.
     std::fs::write(&cached[0], b"not a compiled component").expect("damage");
     let third = Runtime::new(options()).expect("runtime");
     let plugin = third.load(&source, &wasm).expect("recompiles");
-    assert!(plugin.evaluate(&"p".into(), &request("b"), &settings("ok"), limits(100, 16 * MIB)).is_ok());
+    assert!(plugin.evaluate(&"p".into(), &request("b"), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
     assert_ne!(
         std::fs::read(&cached[0]).expect("artifact"),
         b"not a compiled component",
@@ -314,11 +318,14 @@ fn the_memory_limit_counts_every_memory_of_the_component() {
         .expect("runtime");
     let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wat/three-memories.wat")).expect("wat");
     let plugin = runtime.load("three-memories.wat", &wat).expect("the component compiles");
-    let err = plugin.evaluate(&policy(), &request("a"), "{}", limits(1000, 64 * MIB)).expect_err("187.5 MiB > 64 MiB");
+    let err = plugin
+        .evaluate(&policy(), &request("a"), "{}", &NO_CONTEXT, limits(1000, 64 * MIB))
+        .expect_err("187.5 MiB > 64 MiB");
     assert!(
         matches!(err, PluginError::OutOfMemory { limit, desired } if limit == 64 * MIB && desired > 64 * MIB),
         "{err:?}"
     );
-    let verdict = plugin.evaluate(&policy(), &request("b"), "{}", limits(1000, 200 * MIB)).expect("fits in 200 MiB");
+    let verdict =
+        plugin.evaluate(&policy(), &request("b"), "{}", &NO_CONTEXT, limits(1000, 200 * MIB)).expect("fits in 200 MiB");
     assert_eq!(verdict.decision, PluginDecision::Allow);
 }

@@ -9,9 +9,13 @@ wit_bindgen::generate!({
 });
 
 use self::berth::policy::host;
-pub use self::berth::policy::types::Verdict as WitVerdict;
+pub use self::berth::policy::types::{Context as WitContext, Verdict as WitVerdict};
 use self::berth::policy::types::{Decision as WitDecision, Denial};
-use crate::{Decision, Verdict as SdkVerdict, log::Level};
+use crate::{Context as SdkContext, Decision, Verdict as SdkVerdict, log::Level};
+
+pub fn from_wit(context: WitContext) -> SdkContext {
+    SdkContext { default_storage_class: context.default_storage_class }
+}
 
 pub fn into_wit(verdict: SdkVerdict) -> WitVerdict {
     let decision = match verdict.decision {

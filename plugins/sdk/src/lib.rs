@@ -70,7 +70,7 @@ pub mod guest;
 
 pub use error::Error;
 pub use patch::{Patch, PatchOp, pointer};
-pub use request::{GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
+pub use request::{Context, GroupVersionKind, GroupVersionResource, Operation, Request, UserInfo};
 pub use settings::{Settings, SettingsError};
 pub use verdict::{Decision, Verdict};
 
@@ -101,9 +101,15 @@ macro_rules! export_plugin {
                     $crate::guest::install_panic_hook();
                     $crate::glue::validate_settings::<$settings>(&settings)
                 }
-                fn evaluate(request: String, settings: String) -> Result<$crate::guest::WitVerdict, String> {
+                fn evaluate(
+                    request: String,
+                    settings: String,
+                    context: $crate::guest::WitContext,
+                ) -> Result<$crate::guest::WitVerdict, String> {
                     $crate::guest::install_panic_hook();
-                    $crate::glue::evaluate::<$settings>($evaluate, &request, &settings).map($crate::guest::into_wit)
+                    let context = $crate::guest::from_wit(context);
+                    $crate::glue::evaluate::<$settings>($evaluate, &request, &settings, context)
+                        .map($crate::guest::into_wit)
                 }
             }
     $crate::guest::export!(Plugin with_types_in $crate::guest);

@@ -27,6 +27,19 @@ pub struct Request<'a> {
     old_object: Option<&'a RawValue>,
     #[serde(default)]
     pub dry_run: bool,
+    /// What berth knows of the cluster (not part of the AdmissionRequest).
+    #[serde(skip)]
+    pub(crate) context: Context,
+}
+
+/// Facts of the cluster berth hands a plugin with the request. Each is set
+/// only for a policy that asks for it in berth.yaml (`context:`), so a
+/// plugin that reads one says so in its README.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The cluster's default StorageClass (`context: [defaultStorageClass]`),
+    /// `None` when it has none or the policy did not ask.
+    pub default_storage_class: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -66,6 +79,11 @@ impl<'a> Request<'a> {
     /// Parse an AdmissionRequest (the `request` of an AdmissionReview).
     pub fn parse(json: &'a str) -> Result<Self, Error> {
         serde_json::from_str(json).map_err(|err| Error::msg(format!("invalid AdmissionRequest: {err}")))
+    }
+
+    /// The cluster facts the policy asked for.
+    pub fn context(&self) -> &Context {
+        &self.context
     }
 
     /// The object being admitted, as `T`. Unknown fields are skipped, so a

@@ -11,7 +11,7 @@
 //! ```
 
 use crate::log::Level;
-use crate::{Error, Request, Settings, Verdict, glue};
+use crate::{Context, Error, Request, Settings, Verdict, glue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -29,11 +29,18 @@ pub(crate) fn capture_log(level: Level, message: &str) {
 pub struct Harness<S: Settings> {
     evaluate: fn(&Request<'_>, &S) -> Result<Verdict, Error>,
     settings: String,
+    context: Context,
 }
 
 impl<S: Settings> Harness<S> {
     pub fn new(evaluate: fn(&Request<'_>, &S) -> Result<Verdict, Error>) -> Self {
-        Self { evaluate, settings: "{}".to_owned() }
+        Self { evaluate, settings: "{}".to_owned(), context: Context::default() }
+    }
+
+    /// The cluster facts berth would hand the plugin.
+    pub fn context(mut self, context: Context) -> Self {
+        self.context = context;
+        self
     }
 
     /// The policy's settings, as they would appear in berth.yaml.
@@ -63,7 +70,7 @@ impl<S: Settings> Harness<S> {
     /// Evaluate an AdmissionRequest value.
     pub fn run_request(&self, request: Value) -> Outcome {
         LOGS.with(|logs| logs.borrow_mut().clear());
-        let result = glue::evaluate::<S>(self.evaluate, &request.to_string(), &self.settings);
+        let result = glue::evaluate::<S>(self.evaluate, &request.to_string(), &self.settings, self.context.clone());
         let logs = LOGS.with(|logs| std::mem::take(&mut *logs.borrow_mut()));
         Outcome { request, result, logs }
     }

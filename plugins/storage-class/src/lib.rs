@@ -10,6 +10,12 @@
 //! class (`""`) is a choice, not an absence: it asks for a volume with no
 //! class, and is kept as the DefaultStorageClass admission plugin keeps it.
 //! A claim's class cannot change after creation, so only CREATE is acted on.
+//!
+//! On a cluster with a default StorageClass, the DefaultStorageClass
+//! admission plugin writes that class into every claim that names none,
+//! before any webhook runs. With `context: [defaultStorageClass]` in its
+//! policy, this plugin is told the default, and a claim whose class is the
+//! default counts as naming none: the chart did not choose it.
 
 use berth_sdk::{Error, Operation, Patch, Request, Settings, SettingsError, Verdict, pointer};
 use serde::Deserialize;
@@ -102,8 +108,14 @@ pub fn evaluate(request: &Request, settings: &StorageClassSettings) -> Result<Ve
     let claim: Claim = request.object()?;
     let annotated = claim.metadata.annotations.as_ref().and_then(|a| a.get(BETA_ANNOTATION)).and_then(|v| v.as_str());
     let wanted = settings.storage_class_name.as_str();
+    // The cluster's default, filled in by the apiserver, is not a choice.
+    let named = claim
+        .spec
+        .storage_class_name
+        .as_deref()
+        .filter(|class| request.context().default_storage_class.as_deref() != Some(*class) || annotated.is_some());
     let mut patch = Patch::new();
-    match (settings.mode, claim.spec.storage_class_name.as_deref(), annotated) {
+    match (settings.mode, named, annotated) {
         (Mode::IfMissing, None, None) => patch = patch.add("/spec/storageClassName", wanted),
         (Mode::IfMissing, Some(class), _) | (Mode::IfMissing, None, Some(class)) => {
             if let Some(allowed) = settings.allowed.as_ref().filter(|allowed| !allowed.iter().any(|a| a == class)) {
@@ -254,5 +266,26 @@ mod tests {
         let outcome =
             harness(json!({"storageClassName": "a"})).run_file(fixture("pulsar/reviews/005-pod-pulsar-bookie-0.json"));
         assert!(outcome.error().unwrap().contains("Pod"));
+    }
+
+    #[test]
+    fn the_clusters_default_class_counts_as_none() {
+        let settings = json!({"storageClassName": "local-storage"});
+        let default = berth_sdk::Context { default_storage_class: Some("standard".into()) };
+        // DefaultStorageClass wrote "standard": replaced.
+        let outcome =
+            harness(settings.clone()).context(default.clone()).run_request(claim_request(Some("standard"), None));
+        assert_eq!(class(&outcome.object()).as_deref(), Some("local-storage"));
+        // A class the chart named on purpose is kept.
+        let outcome = harness(settings.clone()).context(default.clone()).run_request(claim_request(Some("fast"), None));
+        assert_eq!(class(&outcome.object()).as_deref(), Some("fast"));
+        // Without the context, "standard" is a choice like any other.
+        let outcome = harness(settings.clone()).run_request(claim_request(Some("standard"), None));
+        assert_eq!(class(&outcome.object()).as_deref(), Some("standard"));
+        // Idempotent: the second pass sees local-storage, not the default.
+        let first =
+            harness(settings.clone()).context(default.clone()).run_request(claim_request(Some("standard"), None));
+        let second = harness(settings).context(default).run_request(first.reinvocation());
+        assert!(second.verdict().patch().is_none_or(|p| p.is_empty()), "{:?}", second.verdict());
     }
 }

@@ -25,13 +25,12 @@
 pub mod reader;
 pub mod record;
 pub mod redact;
-pub mod spec;
 pub mod summary;
 pub mod writer;
 
+pub use crate::config::audit::{AuditSpec, OnError, RedactSpec};
 pub use reader::{Entry, Filter, LogReader, ReadError};
 pub use record::{AuditRecord, Decision};
-pub use spec::{AuditSpec, OnError, RedactSpec};
 pub use summary::Summary;
 
 use crate::admission::{Admitted, Endpoint};

@@ -194,7 +194,7 @@ pub(crate) fn build(
             }
             PolicyResult::Failed { error, failure_policy } => {
                 record.decision = Decision::Error;
-                record.message = Some(error.to_string());
+                record.message = Some(crate::error_chain(error));
                 record.error_kind = Some(error.kind().to_owned());
                 record.failure_policy = Some(
                     match failure_policy {
@@ -377,7 +377,7 @@ mod tests {
     fn errors_mutations_and_unexplained_denials() {
         let ignored = admitted(true, vec![
             outcome("slow", PolicyResult::Failed {
-                error: PluginError::Timeout { after: Duration::from_millis(100) },
+                error: PluginError::Timeout { after: Duration::from_millis(100) }.into(),
                 failure_policy: FailurePolicy::Ignore,
             }),
             outcome("tolerations", PolicyResult::Mutated(serde_json::from_value(json!([{"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "K", "value": "secret"}}])).unwrap())),
@@ -402,7 +402,7 @@ mod tests {
             vec![outcome(
                 "trap",
                 PolicyResult::Failed {
-                    error: PluginError::Panic { message: "boom".into() },
+                    error: PluginError::Panic { message: "boom".into() }.into(),
                     failure_policy: FailurePolicy::Fail,
                 },
             )],

@@ -6,7 +6,7 @@
 //! `last-applied-configuration` annotation holds a copy of the object as a
 //! JSON string; it is parsed and redacted with the same rules.
 
-use super::spec::RedactSpec;
+use crate::config::audit::RedactSpec;
 use serde_json::Value;
 
 /// What a redacted value becomes.

@@ -13,7 +13,7 @@
 //! one torn final line, which readers skip with a warning.
 
 use super::AuditError;
-use super::spec::AuditSpec;
+use crate::config::audit::AuditSpec;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};

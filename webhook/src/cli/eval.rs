@@ -4,6 +4,7 @@
 
 use super::RuntimeArgs;
 use crate::admission::{Endpoint, admit};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::policy::PolicySet;
 use crate::review::Review;
@@ -26,6 +27,11 @@ pub struct EvalArgs {
     /// Print the resulting object instead of the AdmissionReview response.
     #[arg(long)]
     apply: bool,
+    /// Kubernetes objects that stand in for the cluster (multi-document
+    /// YAML or JSON; repeatable): the Namespaces, owners (Jobs, ReplicaSets,
+    /// Deployments, StatefulSets, ...) and StorageClasses policies look up.
+    #[arg(long, value_name = "FILE")]
+    context: Vec<PathBuf>,
     /// AdmissionReview request files.
     #[arg(required = true)]
     reviews: Vec<PathBuf>,
@@ -47,7 +53,11 @@ impl EvalArgs {
             self.config.iter().map(|path| Config::read(path)).collect::<Result<_, _>>()?
         };
         let runtime = self.runtime.runtime()?;
-        let policies = PolicySet::load(&runtime, &sources, None)?;
+        // Without --context, a request that needs a lookup fails its policy,
+        // naming --context; with it, lookups read the files.
+        let cluster =
+            if self.context.is_empty() { Cluster::missing_context() } else { Cluster::snapshot(&self.context)? };
+        let policies = PolicySet::load(&runtime, &sources, cluster)?;
         let endpoint = match self.endpoint {
             EndpointArg::Mutate => Endpoint::Mutate,
             EndpointArg::Validate => Endpoint::Validate,

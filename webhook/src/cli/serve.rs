@@ -1,7 +1,7 @@
 //! `berth serve`.
 
 use super::RuntimeArgs;
-use crate::namespaces::KubeApi;
+use crate::cluster::ApiConfig;
 use crate::server::{ServeOptions, TlsSource};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -46,15 +46,16 @@ pub struct ServeArgs {
     /// Where the audit log goes; overrides `audit.path` in berth.yaml.
     #[arg(long)]
     audit_log: Option<PathBuf>,
-    /// The Kubernetes API, for namespace labels (namespaceSelector).
-    /// Default: the in-cluster API when berth runs in a pod.
+    /// The Kubernetes API, for what policies read of the cluster: namespace
+    /// labels, owners, the default StorageClass (docs/CONFIG.md lists the
+    /// RBAC each needs). Default: the in-cluster API when berth runs in a pod.
     #[arg(long, requires = "kube_ca")]
     kube_api: Option<String>,
     /// CA bundle of the Kubernetes API (with --kube-api).
     #[arg(long)]
     kube_ca: Option<PathBuf>,
-    /// Bearer token file for the Kubernetes API (with --kube-api); re-read on
-    /// every request, as projected tokens rotate.
+    /// Bearer token file for the Kubernetes API (with --kube-api); read
+    /// again as it rotates (projected service-account tokens do).
     #[arg(long)]
     kube_token_file: Option<PathBuf>,
     /// How often certificate and configuration files are checked.
@@ -65,7 +66,9 @@ pub struct ServeArgs {
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
-    crate::config::parse_byte_size(text).ok_or_else(|| format!("{text:?} is not a size; write 3584Ki, 4Mi or bytes"))
+    crate::config::parse_byte_size(text)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{text:?} is not a size; write 3584Ki, 4Mi or bytes"))
 }
 
 impl ServeArgs {
@@ -80,16 +83,9 @@ impl ServeArgs {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::Generate { dir: self.tls_dir.unwrap_or_else(|| std::env::temp_dir().join("berth-tls")) },
         };
-        let kube = match (&self.kube_api, &self.kube_ca) {
-            (Some(url), Some(ca)) => Some(KubeApi::new(url, ca, self.kube_token_file.as_deref())?),
-            // In a pod without a service-account token berth still runs; a
-            // policy that needs namespace labels is then refused at load.
-            _ => KubeApi::in_cluster().and_then(|api| {
-                api.map_err(|err| {
-                    tracing::warn!("the in-cluster Kubernetes API is not usable: {}", crate::error_chain(&err))
-                })
-                .ok()
-            }),
+        let kube = match (self.kube_api, self.kube_ca) {
+            (Some(url), Some(ca)) => Some(ApiConfig::Explicit { url, ca, token_file: self.kube_token_file }),
+            _ => ApiConfig::from_environment(),
         };
         let options = ServeOptions {
             config: self.config,

@@ -95,10 +95,11 @@ impl Plugin {
         policy: &Arc<str>,
         request: &str,
         settings: &str,
+        context: &super::PluginContext,
         limits: CallLimits,
     ) -> Result<PluginVerdict, PluginError> {
         let (mut store, instance) = self.instantiate(policy, limits)?;
-        let verdict = match instance.call_evaluate(&mut store, request, settings) {
+        let verdict = match instance.call_evaluate(&mut store, request, settings, context) {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => return Err(PluginError::Policy(message)),
             Err(err) => return Err(classify(err, &store, limits)),

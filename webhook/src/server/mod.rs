@@ -14,8 +14,8 @@ pub use metrics::Metrics;
 pub use tls::{ReloadingCert, TlsError};
 
 use crate::audit::AuditLog;
+use crate::cluster::{ApiConfig, Watches};
 use crate::config::{Config, ConfigError, Source};
-use crate::namespaces::KubeApi;
 use crate::policy::{PolicySet, PolicySetError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use arc_swap::ArcSwapOption;
@@ -55,6 +55,8 @@ pub enum ServeError {
     Certs(#[from] crate::certs::CertError),
     #[error("opening the audit log")]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Kube(#[from] crate::cluster::KubeError),
     #[error("listening on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -101,8 +103,9 @@ pub struct ServeOptions {
     pub runtime: RuntimeOptions,
     /// Overrides the configuration's `audit.path`.
     pub audit_log: Option<PathBuf>,
-    /// Where to read namespace labels from, for namespaceSelector.
-    pub kube: Option<KubeApi>,
+    /// The Kubernetes API, for what policies read of the cluster (namespace
+    /// labels, owners, the default StorageClass).
+    pub kube: Option<ApiConfig>,
 }
 
 /// What every request handler shares.
@@ -116,7 +119,7 @@ pub struct App {
     audit: AuditLog,
     /// The configuration's `audit:` section as berth started with it: a
     /// reload that changes it is told that it takes a restart.
-    audit_section: Option<crate::audit::AuditSpec>,
+    audit_section: Option<crate::config::AuditSpec>,
 }
 
 /// Run until SIGTERM or SIGINT, then drain and return.
@@ -175,11 +178,10 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let mut server = tokio::spawn(serve(listener, acceptor, app.clone(), options.drain_timeout, signals.terminate));
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
-    let namespaces = Arc::new(crate::namespaces::OnDemand::new(options.kube.clone()));
+    let watches = Arc::new(Watches::new(kube_client(options.kube.as_ref())?));
     let load = async {
-        let needed = crate::policy::needs_namespace_labels(&sources);
-        let (runtime, labels) = (runtime.clone(), namespaces.get(needed).await);
-        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, labels))
+        let (runtime, cluster) = (runtime.clone(), watches.cluster(crate::policy::needs(&sources)));
+        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster))
             .await
             .map_err(|_| ServeError::LoadTask)?
             .map_err(ServeError::from)
@@ -192,16 +194,47 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     };
     let count = loaded.policies().len();
     app.metrics.policies_loaded.set(count as i64);
-    app.policies.store(Some(Arc::new(loaded)));
+    let loaded = Arc::new(loaded);
+    app.policies.store(Some(loaded.clone()));
+    // "ready" means what /readyz says: the caches these policies read have
+    // synced too. Requests are served meanwhile.
+    let pending = loaded.unsynced();
+    if !pending.is_empty() {
+        tracing::info!(waiting_for = pending.join(","), "policies loaded; waiting for the Kubernetes API");
+        let synced = async {
+            while !loaded.unsynced().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            () = synced => {}
+            ended = &mut server => return ended.map_err(|_| ServeError::ServeTask),
+        }
+    }
+    drop(loaded);
     tracing::info!(%listen, metrics = %metrics_addr, policies = count, "ready");
 
     cert.watch(options.watch_interval);
-    reload::spawn(app, runtime, namespaces, options.config.clone(), options.watch_interval, signals.hangup);
+    reload::spawn(app, runtime, watches, options.config.clone(), options.watch_interval, signals.hangup);
     server.await.map_err(|_| ServeError::ServeTask)
 }
 
+/// A client for the Kubernetes API. An address given on the command line
+/// must work; the in-cluster one may not (a pod without a service-account
+/// token), and then configurations that need the cluster are refused.
+fn kube_client(config: Option<&ApiConfig>) -> Result<Option<kube::Client>, ServeError> {
+    match config {
+        None => Ok(None),
+        Some(config @ ApiConfig::Explicit { .. }) => Ok(Some(config.client()?)),
+        Some(config @ ApiConfig::InCluster) => Ok(config
+            .client()
+            .map_err(|err| tracing::warn!("the in-cluster Kubernetes API is not usable: {}", crate::error_chain(&err)))
+            .ok()),
+    }
+}
+
 /// The audit section that counts: the first source's that has one.
-fn audit_section(sources: &[Source]) -> Option<crate::audit::AuditSpec> {
+fn audit_section(sources: &[Source]) -> Option<crate::config::AuditSpec> {
     sources.iter().find_map(|s| s.config.audit.clone())
 }
 

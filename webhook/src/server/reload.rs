@@ -4,7 +4,7 @@
 //! refused, logged, and the old one keeps serving.
 
 use super::App;
-use crate::namespaces::OnDemand;
+use crate::cluster::Watches;
 use crate::policy::PolicySet;
 use crate::runtime::Runtime;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use tokio::sync::mpsc::Receiver;
 pub fn spawn(
     app: Arc<App>,
     runtime: Arc<Runtime>,
-    namespaces: Arc<OnDemand>,
+    watches: Arc<Watches>,
     paths: Vec<PathBuf>,
     interval: Duration,
     mut hangup: Receiver<()>,
@@ -39,22 +39,22 @@ pub fn spawn(
                     "SIGHUP"
                 }
             };
-            reload(&app, &runtime, &namespaces, &paths, why).await;
+            reload(&app, &runtime, &watches, &paths, why).await;
         }
     });
 }
 
-async fn reload(app: &App, runtime: &Arc<Runtime>, namespaces: &OnDemand, paths: &[PathBuf], why: &'static str) {
+async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[PathBuf], why: &'static str) {
     let sources = match super::sources(paths) {
         Ok(sources) => sources,
         Err(err) => return refused(app, why, &err),
     };
     let audit = super::audit_section(&sources);
-    // A configuration that newly selects namespaces by label starts the
-    // watch now (and waits for its first list).
-    let labels = namespaces.get(crate::policy::needs_namespace_labels(&sources)).await;
+    // A configuration that newly needs a kind of the cluster starts its
+    // watch now; /readyz waits for it to sync.
+    let cluster = watches.cluster(crate::policy::needs(&sources));
     let runtime = runtime.clone();
-    match tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, labels)).await {
+    match tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster)).await {
         Ok(Ok(set)) => {
             if audit != app.audit_section {
                 tracing::warn!(

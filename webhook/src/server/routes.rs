@@ -37,6 +37,12 @@ async fn validate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     match app.policies.load().as_ref() {
+        // Serving before the caches sync would answer from an empty
+        // picture of the cluster.
+        Some(set) if !set.unsynced().is_empty() => {
+            let pending = set.unsynced().join(", ");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for the Kubernetes API: {pending}\n")).into_response()
+        }
         Some(set) => (StatusCode::OK, format!("ready: {} policies\n", set.policies().len())).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "loading policies\n").into_response(),
     }

@@ -24,7 +24,7 @@ pub struct AuditSpec {
     /// Also write every record to stdout, one JSON object per line.
     pub stdout: bool,
     /// Rotate the file before it would grow past this many bytes.
-    #[serde(deserialize_with = "byte_size")]
+    #[serde(deserialize_with = "super::byte_size")]
     pub max_size: u64,
     /// Files kept, the active one included: `path`, `path.1` … `path.{maxFiles-1}`.
     pub max_files: u32,
@@ -129,21 +129,6 @@ pub struct RedactSpec {
 impl Default for RedactSpec {
     fn default() -> Self {
         Self { env_values: true, data: true, paths: Vec::new(), object: true }
-    }
-}
-
-fn byte_size<'de, D: Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Bytes(u64),
-        Text(String),
-    }
-    match Size::deserialize(de)? {
-        Size::Bytes(bytes) => Ok(bytes),
-        Size::Text(text) => crate::config::parse_byte_size(&text)
-            .map(|size| size as u64)
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size; write 100Mi, 512Ki or bytes"))),
     }
 }
 

@@ -1,6 +1,10 @@
 //! `berth.yaml`: the ordered list of policies, and how each is matched,
 //! bounded and configured. Unknown fields are errors, reported with their
-//! line. docs/CONFIG.md documents every field.
+//! line. docs/CONFIG.md documents every field. This module owns the whole
+//! file's schema; `audit/` and the rest read it, never the reverse.
+
+pub mod audit;
+pub use audit::AuditSpec;
 
 use crate::review::Operation;
 use serde::{Deserialize, Deserializer};
@@ -37,7 +41,7 @@ pub struct Config {
     pub policies: Vec<PolicySpec>,
     /// The audit log (docs/AUDIT.md).
     #[serde(default)]
-    pub audit: Option<crate::audit::AuditSpec>,
+    pub audit: Option<AuditSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +66,18 @@ pub struct PolicySpec {
     /// Handed to the plugin as JSON; checked by its `validate-settings`.
     #[serde(default)]
     pub settings: serde_json::Value,
+    /// What the plugin is told of the cluster besides the request.
+    #[serde(default)]
+    pub context: Vec<ContextItem>,
+}
+
+/// A fact of the cluster handed to a plugin with each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContextItem {
+    /// The StorageClass marked `storageclass.kubernetes.io/is-default-class`
+    /// (berth needs list/watch on storageclasses).
+    DefaultStorageClass,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -102,6 +118,51 @@ pub struct MatchSpec {
     pub namespace_selector: Option<LabelSelector>,
     #[serde(default)]
     pub object_selector: Option<LabelSelector>,
+    /// The labels of the object's controlling owners, followed up the chain
+    /// (Pod → ReplicaSet → Deployment, Pod → Job → CronJob, ...): matches
+    /// if any owner matches.
+    #[serde(default)]
+    pub owner: Option<LabelSelector>,
+    /// What one `helm install` created: `NAMESPACE/NAME`, or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub helm_release: Vec<HelmRelease>,
+    /// At least one of these must match as well; each is a whole `match`.
+    #[serde(default)]
+    pub any_of: Vec<MatchSpec>,
+}
+
+/// A Helm release: `NAMESPACE/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmRelease {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::str::FromStr for HelmRelease {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Self { namespace: namespace.to_owned(), name: name.to_owned() })
+            }
+            _ => Err(format!("helmRelease {text:?} is not NAMESPACE/NAME")),
+        }
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<HelmRelease>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let texts = match OneOrMany::deserialize(de)? {
+        OneOrMany::One(text) => vec![text],
+        OneOrMany::Many(texts) => texts,
+    };
+    texts.iter().map(|text| text.parse().map_err(serde::de::Error::custom)).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -172,26 +233,30 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
         .map_err(|err| serde::de::Error::custom(format!("{text:?} is not a duration ({err}); write 100ms, 2s")))
 }
 
-fn byte_size<'de, D: Deserializer<'de>>(de: D) -> Result<usize, D::Error> {
+/// `64Mi`, `512Ki`, `1G` or a number of bytes, into whichever integer the
+/// field is.
+pub(crate) fn byte_size<'de, D: Deserializer<'de>, T: TryFrom<u64>>(de: D) -> Result<T, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Size {
-        Bytes(usize),
+        Bytes(u64),
         Text(String),
     }
-    match Size::deserialize(de)? {
-        Size::Bytes(bytes) => Ok(bytes),
-        Size::Text(text) => parse_byte_size(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size; write 64Mi, 512Ki or bytes"))),
-    }
+    let (bytes, text) = match Size::deserialize(de)? {
+        Size::Bytes(bytes) => (Some(bytes), bytes.to_string()),
+        Size::Text(text) => (parse_byte_size(&text), text),
+    };
+    bytes
+        .and_then(|bytes| T::try_from(bytes).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size; write 64Mi, 512Ki or bytes")))
 }
 
-pub fn parse_byte_size(text: &str) -> Option<usize> {
+pub fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().ok()?;
-    let scale: usize = match unit {
+    let number: u64 = number.parse().ok()?;
+    let scale: u64 = match unit {
         "" => 1,
         "Ki" => 1 << 10,
         "Mi" => 1 << 20,
@@ -206,8 +271,8 @@ pub fn parse_byte_size(text: &str) -> Option<usize> {
 
 /// The embedded default: the Pulsar and Kafka policies from deploy/policies.
 pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
-    ("deploy/policies/pulsar.yaml", include_str!("../../deploy/policies/pulsar.yaml")),
-    ("deploy/policies/kafka.yaml", include_str!("../../deploy/policies/kafka.yaml")),
+    ("deploy/policies/pulsar.yaml", include_str!("../../../deploy/policies/pulsar.yaml")),
+    ("deploy/policies/kafka.yaml", include_str!("../../../deploy/policies/kafka.yaml")),
 ];
 
 /// A configuration and the directory its relative plugin paths are from.

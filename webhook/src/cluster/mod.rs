@@ -1,0 +1,493 @@
+//! What berth knows of the cluster beyond the review itself: the labels of
+//! namespaces, the owners of objects (for `match.owner` and
+//! `match.helmRelease`), and the default StorageClass.
+//!
+//! Each kind a configuration needs is kept in memory, metadata only, from a
+//! kube-rs watch (`watch.rs`) or from `berth eval --context` files
+//! (`snapshot.rs`); matching reads memory. An owner the watch has not shown
+//! yet (created milliseconds ago) costs one GET with a short timeout.
+
+mod snapshot;
+mod watch;
+
+pub use snapshot::SnapshotError;
+pub use watch::{ApiConfig, KubeError, Watches};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use thiserror::Error;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Helm writes these on every object `helm install` creates.
+pub const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+pub const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+/// Marks the cluster's default StorageClass (and its beta predecessor).
+pub const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+const DEFAULT_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";
+/// The annotations berth keeps; every other one is dropped on arrival (a
+/// `last-applied-configuration` can be as large as the object).
+const KEPT_ANNOTATIONS: [&str; 4] = [HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE, DEFAULT_CLASS, DEFAULT_CLASS_BETA];
+/// How long a GET for an owner the watch has not shown yet may take.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Owner chains are short (Pod → ReplicaSet → Deployment); a longer one is a
+/// loop in the cluster's data, not a reason to keep walking.
+const MAX_CHAIN: usize = 8;
+
+/// A lookup that could not be answered. It fails the policy that needed it,
+/// under that policy's failurePolicy.
+#[derive(Debug, Clone, Error)]
+pub enum ContextError {
+    #[error("the {0} cache has not synced with the Kubernetes API yet")]
+    NotSynced(&'static str),
+    #[error("this needs the {what} of the cluster, and {hint}")]
+    Unavailable { what: &'static str, hint: &'static str },
+    #[error("looking up {kind} {namespace}/{name} in the Kubernetes API")]
+    Lookup {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        error: Arc<kube::Error>,
+    },
+    #[error("looking up {kind} {namespace}/{name}: the Kubernetes API did not answer within {after:?}")]
+    Timeout { kind: &'static str, namespace: String, name: String, after: Duration },
+}
+
+/// What a configuration asks of the cluster; each part is watched only when
+/// some policy needs it (and needs its RBAC only then).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// `namespaceSelector` on a label other than `kubernetes.io/metadata.name`.
+    pub namespace_labels: bool,
+    /// `match.owner` or `match.helmRelease`.
+    pub owners: bool,
+    /// `context: [defaultStorageClass]`.
+    pub default_storage_class: bool,
+}
+
+impl Needs {
+    pub fn any(self) -> bool {
+        self.namespace_labels || self.owners || self.default_storage_class
+    }
+
+    pub fn union(self, other: Self) -> Self {
+        Self {
+            namespace_labels: self.namespace_labels || other.namespace_labels,
+            owners: self.owners || other.owners,
+            default_storage_class: self.default_storage_class || other.default_storage_class,
+        }
+    }
+}
+
+/// The controllers whose objects own pods, directly or up a chain:
+/// Pod → Job → CronJob, Pod → ReplicaSet → Deployment, Pod → StatefulSet,
+/// Pod → DaemonSet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OwnerKind {
+    Job,
+    CronJob,
+    ReplicaSet,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl OwnerKind {
+    pub const ALL: [OwnerKind; 6] =
+        [Self::Job, Self::CronJob, Self::ReplicaSet, Self::Deployment, Self::StatefulSet, Self::DaemonSet];
+
+    /// The kind of an ownerReference, if it is one berth follows.
+    pub fn from_reference(api_version: &str, kind: &str) -> Option<Self> {
+        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        Self::ALL.into_iter().find(|k| k.kind() == kind && k.group() == group)
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Job => "Job",
+            Self::CronJob => "CronJob",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+        }
+    }
+
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::Job | Self::CronJob => "batch",
+            _ => "apps",
+        }
+    }
+
+    /// The resource name RBAC rules use.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Self::Job => "jobs",
+            Self::CronJob => "cronjobs",
+            Self::ReplicaSet => "replicasets",
+            Self::Deployment => "deployments",
+            Self::StatefulSet => "statefulsets",
+            Self::DaemonSet => "daemonsets",
+        }
+    }
+}
+
+/// An ownerReference, as much of it as berth follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// What berth keeps of one object: its identity, labels, the annotations it
+/// reads, and its controlling owner. Nothing else of the object is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub labels: Labels,
+    pub annotations: Labels,
+    /// The ownerReference with `controller: true`, the one controllers
+    /// follow; other owners do not manage the object.
+    pub controller: Option<OwnerRef>,
+}
+
+impl Meta {
+    pub fn from_object_meta(meta: &ObjectMeta) -> Self {
+        let annotations = meta
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(key, _)| KEPT_ANNOTATIONS.contains(&key.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let controller =
+            meta.owner_references.iter().flatten().find(|r| r.controller == Some(true)).map(|r| OwnerRef {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                uid: r.uid.clone(),
+            });
+        Self {
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
+            annotations,
+            controller,
+        }
+    }
+
+    /// The Helm release (`namespace`, `name`) whose install created this
+    /// object, from Helm's own annotations.
+    pub fn helm_release(&self) -> Option<(&str, &str)> {
+        let name = self.annotations.get(HELM_RELEASE_NAME)?;
+        let namespace = self.annotations.get(HELM_RELEASE_NAMESPACE).unwrap_or(&self.namespace);
+        Some((namespace, name))
+    }
+
+    fn is_default_class(&self) -> bool {
+        [DEFAULT_CLASS, DEFAULT_CLASS_BETA].iter().any(|key| self.annotations.get(*key).is_some_and(|v| v == "true"))
+    }
+}
+
+/// One kind's objects, by key (uid for owners, name for cluster-scoped
+/// kinds), and whether the first list has arrived.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    items: RwLock<HashMap<String, Arc<Meta>>>,
+    synced: AtomicBool,
+}
+
+impl Store {
+    fn get(&self, key: &str) -> Option<Arc<Meta>> {
+        self.items.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    fn insert(&self, key: String, meta: Meta) {
+        self.items.write().unwrap_or_else(|p| p.into_inner()).insert(key, Arc::new(meta));
+    }
+
+    fn remove(&self, key: &str) {
+        self.items.write().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Replace everything at once (a relist), and count as synced.
+    fn replace(&self, items: HashMap<String, Arc<Meta>>) {
+        *self.items.write().unwrap_or_else(|p| p.into_inner()) = items;
+        self.synced.store(true, Ordering::Release);
+    }
+
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    fn find(&self, mut f: impl FnMut(&Meta) -> bool) -> Option<Arc<Meta>> {
+        let items = self.items.read().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<&Arc<Meta>> = items.values().filter(|m| f(m)).collect();
+        // Deterministic when a cluster marks two classes default.
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found.first().map(|m| Arc::clone(m))
+    }
+}
+
+/// The stores a configuration reads, and how to ask the API on a miss.
+/// Cheap to clone; what `PolicySet` holds.
+#[derive(Clone, Default)]
+pub struct Cluster {
+    namespaces: Option<Arc<Store>>,
+    owners: HashMap<OwnerKind, Arc<Store>>,
+    storage_classes: Option<Arc<Store>>,
+    /// For an owner not (yet) in memory; `None` offline (`berth eval`).
+    api: Option<watch::Fallback>,
+    /// Set when berth has nothing to ask (`berth eval` without
+    /// `--context`, `berth serve` without an API): policies that match on
+    /// owners load, and a request that needs a lookup fails its policy with
+    /// this hint (never passes silently). The default StorageClass is then
+    /// taken to be none.
+    offline: Option<&'static str>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("provides", &self.provides()).field("online", &self.api.is_some()).finish()
+    }
+}
+
+impl Cluster {
+    /// Nothing known: configurations that need the cluster are refused.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `berth eval` without `--context`.
+    pub fn missing_context() -> Self {
+        Self { offline: Some("berth eval was given no --context file that holds them"), ..Self::default() }
+    }
+
+    /// `berth serve` with no Kubernetes API to ask.
+    pub fn no_api() -> Self {
+        Self {
+            offline: Some("berth serve has no Kubernetes API: run it in a cluster, or give it --kube-api"),
+            ..Self::default()
+        }
+    }
+
+    /// What this view can answer. Offline, owner lookups load (and fail the
+    /// requests that need them); namespace labels are refused at load, as a
+    /// namespaceSelector that cannot match anything is a mistake to report.
+    pub fn provides(&self) -> Needs {
+        if self.offline.is_some() {
+            return Needs { namespace_labels: false, owners: true, default_storage_class: true };
+        }
+        Needs {
+            namespace_labels: self.namespaces.is_some(),
+            owners: !self.owners.is_empty(),
+            default_storage_class: self.storage_classes.is_some(),
+        }
+    }
+
+    /// The caches that have not synced yet (`/readyz` waits for them).
+    pub fn unsynced(&self) -> Vec<&'static str> {
+        let mut pending = Vec::new();
+        if self.namespaces.as_ref().is_some_and(|s| !s.synced()) {
+            pending.push("namespaces");
+        }
+        for kind in OwnerKind::ALL {
+            if self.owners.get(&kind).is_some_and(|s| !s.synced()) {
+                pending.push(kind.resource());
+            }
+        }
+        if self.storage_classes.as_ref().is_some_and(|s| !s.synced()) {
+            pending.push("storageclasses");
+        }
+        pending
+    }
+
+    /// `name`'s labels; `Ok(None)` for a namespace that does not exist (or
+    /// when namespace labels are not watched).
+    pub fn namespace_labels(&self, name: &str) -> Result<Option<Arc<Meta>>, ContextError> {
+        let Some(store) = &self.namespaces else { return Ok(None) };
+        if !store.synced() {
+            return Err(ContextError::NotSynced("namespaces"));
+        }
+        Ok(store.get(name))
+    }
+
+    /// The cluster's default StorageClass, if it has one.
+    pub fn default_storage_class(&self) -> Result<Option<String>, ContextError> {
+        let Some(store) = &self.storage_classes else { return Ok(None) };
+        if !store.synced() {
+            return Err(ContextError::NotSynced("storageclasses"));
+        }
+        Ok(store.find(Meta::is_default_class).map(|m| m.name.clone()))
+    }
+
+    /// The controlling owners of an object in `namespace`, nearest first:
+    /// `[ReplicaSet, Deployment]` for a Deployment's pod. The chain ends at
+    /// an owner of a kind berth does not follow, or one that no longer
+    /// exists.
+    pub fn owner_chain(&self, namespace: &str, first: Option<OwnerRef>) -> Result<Vec<Arc<Meta>>, ContextError> {
+        if let Some(hint) = self.offline
+            && first.is_some()
+        {
+            return Err(ContextError::Unavailable { what: "owners (Jobs, ReplicaSets, StatefulSets, ...)", hint });
+        }
+        let mut chain = Vec::new();
+        let mut next = first;
+        while let Some(reference) = next.take() {
+            if chain.len() == MAX_CHAIN {
+                break;
+            }
+            let Some(kind) = OwnerKind::from_reference(&reference.api_version, &reference.kind) else { break };
+            let Some(store) = self.owners.get(&kind) else { break };
+            let owner = match store.get(&reference.uid) {
+                Some(owner) => Some(owner),
+                None => match &self.api {
+                    Some(api) => api.get_owner(kind, namespace, &reference.name, store)?,
+                    None => None,
+                },
+            };
+            // A different uid is another object of the same name: the owner
+            // this one refers to is gone.
+            let Some(owner) = owner.filter(|o| o.uid == reference.uid) else { break };
+            next = owner.controller.clone();
+            chain.push(owner);
+        }
+        Ok(chain)
+    }
+}
+
+#[cfg(test)]
+impl Cluster {
+    /// Namespaces with these labels, and nothing else.
+    pub(crate) fn fixed_namespaces<'a>(
+        namespaces: impl IntoIterator<Item = (&'a str, &'a [(&'a str, &'a str)])>,
+    ) -> Self {
+        let objects = namespaces
+            .into_iter()
+            .map(|(name, labels)| {
+                let labels: serde_json::Map<String, serde_json::Value> =
+                    labels.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+            })
+            .collect();
+        Self::fixed_objects(objects)
+    }
+
+    /// A snapshot of these objects.
+    pub(crate) fn fixed_objects(objects: Vec<serde_json::Value>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cluster.json");
+        std::fs::write(&path, serde_json::json!({"kind": "List", "items": objects}).to_string()).expect("write");
+        Self::snapshot(&[path]).expect("snapshot")
+    }
+}
+
+/// The controlling ownerReference of an object given as JSON.
+pub fn controller_of(object: &serde_json::Value) -> Option<OwnerRef> {
+    let refs = object.get("metadata")?.get("ownerReferences")?.as_array()?;
+    let owner = refs.iter().find(|r| r.get("controller").and_then(serde_json::Value::as_bool) == Some(true))?;
+    let text = |key: &str| owner.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    Some(OwnerRef { api_version: text("apiVersion"), kind: text("kind"), name: text("name"), uid: text("uid") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, uid: &str, labels: &[(&str, &str)], controller: Option<(&str, &str, &str)>) -> Meta {
+        Meta {
+            name: name.into(),
+            namespace: "ns".into(),
+            uid: uid.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            annotations: Labels::new(),
+            controller: controller.map(|(api_version, kind, uid)| OwnerRef {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: format!("{kind}-owner"),
+                uid: uid.into(),
+            }),
+        }
+    }
+
+    fn cluster_with(owners: Vec<(OwnerKind, Meta)>) -> Cluster {
+        let mut cluster = Cluster::none();
+        for kind in OwnerKind::ALL {
+            let store = Store::default();
+            store.replace(
+                owners.iter().filter(|(k, _)| *k == kind).map(|(_, m)| (m.uid.clone(), Arc::new(m.clone()))).collect(),
+            );
+            cluster.owners.insert(kind, Arc::new(store));
+        }
+        cluster
+    }
+
+    #[test]
+    fn the_chain_follows_controllers_up_to_the_top() {
+        let cluster = cluster_with(vec![
+            (
+                OwnerKind::ReplicaSet,
+                meta("rs", "rs-uid", &[("pod-template-hash", "x")], Some(("apps/v1", "Deployment", "d-uid"))),
+            ),
+            (OwnerKind::Deployment, meta("d", "d-uid", &[("app", "pulsar")], None)),
+        ]);
+        let first = OwnerRef {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "rs".into(),
+            uid: "rs-uid".into(),
+        };
+        let chain = cluster.owner_chain("ns", Some(first)).unwrap();
+        assert_eq!(chain.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["rs", "d"]);
+    }
+
+    #[test]
+    fn the_chain_ends_at_unknown_kinds_stale_uids_and_missing_owners() {
+        let cluster = cluster_with(vec![(OwnerKind::Job, meta("j", "j-uid", &[], None))]);
+        let reference = |api: &str, kind: &str, uid: &str| {
+            Some(OwnerRef { api_version: api.into(), kind: kind.into(), name: "x".into(), uid: uid.into() })
+        };
+        assert!(cluster.owner_chain("ns", reference("example.com/v1", "Job", "j-uid")).unwrap().is_empty());
+        assert!(cluster.owner_chain("ns", reference("batch/v1", "Job", "other")).unwrap().is_empty());
+        assert_eq!(cluster.owner_chain("ns", reference("batch/v1", "Job", "j-uid")).unwrap().len(), 1);
+        assert!(Cluster::none().owner_chain("ns", reference("batch/v1", "Job", "j-uid")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unsynced_cache_is_an_error_not_an_empty_answer() {
+        let mut cluster = Cluster::none();
+        cluster.storage_classes = Some(Arc::new(Store::default()));
+        assert!(matches!(cluster.default_storage_class(), Err(ContextError::NotSynced("storageclasses"))));
+        assert_eq!(cluster.unsynced(), ["storageclasses"]);
+    }
+
+    #[test]
+    fn only_the_annotations_berth_reads_are_kept() {
+        let object: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "x", "namespace": "ns", "uid": "u",
+            "annotations": {
+                "meta.helm.sh/release-name": "pulsar",
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"huge\": true}",
+            },
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "n"},
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "j", "controller": true},
+            ],
+        }))
+        .unwrap();
+        let meta = Meta::from_object_meta(&object);
+        assert_eq!(meta.annotations.len(), 1);
+        assert_eq!(meta.helm_release(), Some(("ns", "pulsar")));
+        assert_eq!(meta.controller.unwrap().kind, "Job");
+    }
+}

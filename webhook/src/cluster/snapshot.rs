@@ -1,0 +1,145 @@
+//! `berth eval --context FILE`: Kubernetes objects that stand in for the
+//! cluster, as multi-document YAML or JSON (a `kind: List` included), read
+//! into the same stores the watches fill.
+
+use super::{Cluster, Meta, OwnerKind, Store};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{path}: document {index} is not a Kubernetes object")]
+    Parse {
+        path: PathBuf,
+        index: usize,
+        #[source]
+        error: serde_yaml::Error,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: ObjectMeta,
+    /// A `List`'s objects.
+    #[serde(default)]
+    items: Vec<Object>,
+}
+
+impl Cluster {
+    /// A fixed cluster of the objects in `paths`. Every kind counts as
+    /// synced: what the files do not hold does not exist.
+    pub fn snapshot(paths: &[PathBuf]) -> Result<Self, SnapshotError> {
+        let mut namespaces = HashMap::new();
+        let mut storage_classes = HashMap::new();
+        let mut owners: HashMap<OwnerKind, HashMap<String, Arc<Meta>>> = HashMap::new();
+        for path in paths {
+            for object in read(path)? {
+                let meta = Arc::new(Meta::from_object_meta(&object.metadata));
+                match (object.api_version.as_str(), object.kind.as_str()) {
+                    ("v1", "Namespace") => {
+                        namespaces.insert(meta.name.clone(), meta);
+                    }
+                    ("storage.k8s.io/v1" | "storage.k8s.io/v1beta1", "StorageClass") => {
+                        storage_classes.insert(meta.name.clone(), meta);
+                    }
+                    (api_version, kind) => {
+                        if let Some(kind) = OwnerKind::from_reference(api_version, kind) {
+                            owners.entry(kind).or_default().insert(meta.uid.clone(), meta);
+                        }
+                    }
+                }
+            }
+        }
+        let store = |items| {
+            let store = Store::default();
+            store.replace(items);
+            Arc::new(store)
+        };
+        Ok(Cluster {
+            namespaces: Some(store(namespaces)),
+            owners: OwnerKind::ALL.into_iter().map(|k| (k, store(owners.remove(&k).unwrap_or_default()))).collect(),
+            storage_classes: Some(store(storage_classes)),
+            api: None,
+            offline: None,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<Object>, SnapshotError> {
+    let text = std::fs::read_to_string(path).map_err(|error| SnapshotError::Read { path: path.to_owned(), error })?;
+    let mut objects = Vec::new();
+    // JSON is YAML, so one parser takes both.
+    for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let parse = |error| SnapshotError::Parse { path: path.to_owned(), index, error };
+        let value = serde_yaml::Value::deserialize(document).map_err(parse)?;
+        if value.is_null() {
+            continue;
+        }
+        let object: Object = serde_yaml::from_value(value).map_err(parse)?;
+        flatten(object, &mut objects);
+    }
+    Ok(objects)
+}
+
+fn flatten(mut object: Object, into: &mut Vec<Object>) {
+    for item in std::mem::take(&mut object.items) {
+        flatten(item, into);
+    }
+    if object.kind != "List" && !object.kind.ends_with("List") {
+        into.push(object);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixture_cluster_gives_owners_namespaces_and_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: pulsar, labels: {team: data}}\n---\n\
+             apiVersion: batch/v1\nkind: Job\nmetadata: {name: init, namespace: pulsar, uid: j1, labels: {app: pulsar}}\n---\n\
+             apiVersion: v1\nkind: List\nitems:\n- apiVersion: storage.k8s.io/v1\n  kind: StorageClass\n  metadata:\n    name: standard\n    annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\n",
+        )
+        .unwrap();
+        let cluster = Cluster::snapshot(&[path]).unwrap();
+        assert!(cluster.unsynced().is_empty());
+        assert_eq!(cluster.default_storage_class().unwrap().as_deref(), Some("standard"));
+        assert_eq!(cluster.namespace_labels("pulsar").unwrap().unwrap().labels["team"], "data");
+        let job = super::super::OwnerRef {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "init".into(),
+            uid: "j1".into(),
+        };
+        assert_eq!(cluster.owner_chain("pulsar", Some(job)).unwrap()[0].labels["app"], "pulsar");
+    }
+
+    #[test]
+    fn a_broken_document_names_its_file_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(&path, "kind: Namespace\n---\n- not\n- an object\n").unwrap();
+        let err = Cluster::snapshot(std::slice::from_ref(&path)).unwrap_err();
+        assert!(err.to_string().contains("document 1"), "{err}");
+    }
+}

@@ -1,0 +1,245 @@
+//! The Kubernetes API side, through kube-rs: one client, a metadata-only
+//! watch per kind a configuration needs (started the first time one does),
+//! and the GET for an owner that the watch has not shown yet.
+
+use super::{Cluster, ContextError, LOOKUP_TIMEOUT, Meta, Needs, OwnerKind, Store};
+use futures_util::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch_stream};
+use kube::{Api, Client, Resource};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum KubeError {
+    #[error("the Kubernetes API address {0:?} is not a URL")]
+    Url(String),
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{0} holds no PEM certificate")]
+    NoCa(PathBuf),
+    #[error("reading the in-cluster Kubernetes configuration")]
+    InCluster(#[source] kube::config::InClusterError),
+    #[error("creating the Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
+/// Where the Kubernetes API is and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub enum ApiConfig {
+    /// The pod's service account and the service environment.
+    InCluster,
+    /// `--kube-api`, `--kube-ca`, `--kube-token-file`.
+    Explicit { url: String, ca: PathBuf, token_file: Option<PathBuf> },
+}
+
+impl ApiConfig {
+    /// In a pod (the service environment is set), the in-cluster API.
+    pub fn from_environment() -> Option<Self> {
+        std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| Self::InCluster)
+    }
+
+    /// A client. Tokens are read from their file again as they rotate
+    /// (kube-rs re-reads a token file before it expires), and so is the
+    /// in-cluster CA.
+    pub fn client(&self) -> Result<Client, KubeError> {
+        let config = match self {
+            Self::InCluster => kube::Config::incluster().map_err(KubeError::InCluster)?,
+            Self::Explicit { url, ca, token_file } => {
+                let mut config = kube::Config::new(url.parse().map_err(|_| KubeError::Url(url.clone()))?);
+                config.root_cert = Some(read_ca(ca)?);
+                config.auth_info.token_file = token_file.as_ref().map(|p| p.display().to_string());
+                config
+            }
+        };
+        Client::try_from(config).map_err(KubeError::Client)
+    }
+}
+
+fn read_ca(path: &Path) -> Result<Vec<Vec<u8>>, KubeError> {
+    let pem = std::fs::read(path).map_err(|error| KubeError::Read { path: path.to_owned(), error })?;
+    let certs: Vec<Vec<u8>> =
+        CertificateDer::pem_slice_iter(&pem).flatten().map(|cert| cert.as_ref().to_vec()).collect();
+    if certs.is_empty() {
+        return Err(KubeError::NoCa(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+/// The GET for an owner not in memory, from the synchronous admission path.
+#[derive(Clone)]
+pub(super) struct Fallback {
+    client: Client,
+    handle: tokio::runtime::Handle,
+}
+
+impl Fallback {
+    /// Called on a blocking-pool thread (admission never runs on the async
+    /// workers), so it may wait on the runtime; bounded by LOOKUP_TIMEOUT.
+    pub(super) fn get_owner(
+        &self,
+        kind: OwnerKind,
+        namespace: &str,
+        name: &str,
+        store: &Store,
+    ) -> Result<Option<Arc<Meta>>, ContextError> {
+        let client = self.client.clone();
+        let found = self.handle.block_on(tokio::time::timeout(LOOKUP_TIMEOUT, async {
+            match kind {
+                OwnerKind::Job => get::<Job>(client, namespace, name).await,
+                OwnerKind::CronJob => get::<CronJob>(client, namespace, name).await,
+                OwnerKind::ReplicaSet => get::<ReplicaSet>(client, namespace, name).await,
+                OwnerKind::Deployment => get::<Deployment>(client, namespace, name).await,
+                OwnerKind::StatefulSet => get::<StatefulSet>(client, namespace, name).await,
+                OwnerKind::DaemonSet => get::<DaemonSet>(client, namespace, name).await,
+            }
+        }));
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        match found {
+            Err(_) => Err(ContextError::Timeout { kind: kind.kind(), namespace, name, after: LOOKUP_TIMEOUT }),
+            Ok(Err(error)) => Err(ContextError::Lookup { kind: kind.kind(), namespace, name, error: Arc::new(error) }),
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(meta))) => {
+                // The watch will bring it too; keeping it now spares the
+                // next pod of the same owner a second GET.
+                store.insert(meta.uid.clone(), meta.clone());
+                Ok(Some(Arc::new(meta)))
+            }
+        }
+    }
+}
+
+async fn get<K>(client: Client, namespace: &str, name: &str) -> Result<Option<Meta>, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let found = Api::<K>::namespaced(client, namespace).get_metadata_opt(name).await?;
+    Ok(found.map(|object| Meta::from_object_meta(&object.metadata)))
+}
+
+/// The watches of one server: started on demand, kept for its lifetime
+/// (a reload that needs a kind again reuses its cache).
+pub struct Watches {
+    client: Option<Client>,
+    started: Mutex<Started>,
+}
+
+#[derive(Default)]
+struct Started {
+    namespaces: Option<Arc<Store>>,
+    owners: HashMap<OwnerKind, Arc<Store>>,
+    storage_classes: Option<Arc<Store>>,
+}
+
+impl Watches {
+    /// Without a client, nothing is watched and configurations that need
+    /// the cluster are refused at load.
+    pub fn new(client: Option<Client>) -> Self {
+        Self { client, started: Mutex::new(Started::default()) }
+    }
+
+    /// The view a configuration with `needs` reads, starting the watches it
+    /// adds. Call within the tokio runtime. It does not wait for them:
+    /// until they sync, `/readyz` says so and lookups that need them fail
+    /// under their policy's failurePolicy (an owner is still asked for).
+    pub fn cluster(&self, needs: Needs) -> Cluster {
+        let Some(client) = &self.client else { return Cluster::no_api() };
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cluster = Cluster {
+            api: Some(Fallback { client: client.clone(), handle: tokio::runtime::Handle::current() }),
+            ..Cluster::none()
+        };
+        if needs.namespace_labels {
+            let store = started.namespaces.get_or_insert_with(|| {
+                spawn(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), "namespaces", by_name)
+            });
+            cluster.namespaces = Some(store.clone());
+        }
+        if needs.owners {
+            for kind in OwnerKind::ALL {
+                let store = started.owners.entry(kind).or_insert_with(|| watch_owners(client.clone(), kind));
+                cluster.owners.insert(kind, store.clone());
+            }
+        }
+        if needs.default_storage_class {
+            let store = started.storage_classes.get_or_insert_with(|| {
+                spawn(Api::<PartialObjectMeta<StorageClass>>::all(client.clone()), "storageclasses", by_name)
+            });
+            cluster.storage_classes = Some(store.clone());
+        }
+        cluster
+    }
+}
+
+fn watch_owners(client: Client, kind: OwnerKind) -> Arc<Store> {
+    let what = kind.resource();
+    match kind {
+        OwnerKind::Job => spawn(Api::<PartialObjectMeta<Job>>::all(client), what, by_uid),
+        OwnerKind::CronJob => spawn(Api::<PartialObjectMeta<CronJob>>::all(client), what, by_uid),
+        OwnerKind::ReplicaSet => spawn(Api::<PartialObjectMeta<ReplicaSet>>::all(client), what, by_uid),
+        OwnerKind::Deployment => spawn(Api::<PartialObjectMeta<Deployment>>::all(client), what, by_uid),
+        OwnerKind::StatefulSet => spawn(Api::<PartialObjectMeta<StatefulSet>>::all(client), what, by_uid),
+        OwnerKind::DaemonSet => spawn(Api::<PartialObjectMeta<DaemonSet>>::all(client), what, by_uid),
+    }
+}
+
+fn by_uid(meta: &Meta) -> String {
+    meta.uid.clone()
+}
+
+fn by_name(meta: &Meta) -> String {
+    meta.name.clone()
+}
+
+/// Keep a store current from a metadata-only watch (kube-rs asks the API
+/// for `PartialObjectMetadata`, so whole objects never reach berth), with
+/// kube-rs's backoff on errors. A relist replaces the store at once.
+fn spawn<K>(api: Api<PartialObjectMeta<K>>, what: &'static str, key: fn(&Meta) -> String) -> Arc<Store>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Clone + Eq + std::hash::Hash + Send + Sync,
+{
+    let store = Arc::new(Store::default());
+    let cache = store.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(watch_stream(api, watcher::Config::default().page_size(500)).default_backoff());
+        let mut relist: HashMap<String, Arc<Meta>> = HashMap::new();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::Init) => relist.clear(),
+                Ok(Event::InitApply(object)) => {
+                    let meta = Meta::from_object_meta(&object.metadata);
+                    relist.insert(key(&meta), Arc::new(meta));
+                }
+                Ok(Event::InitDone) => {
+                    let count = relist.len();
+                    cache.replace(std::mem::take(&mut relist));
+                    tracing::info!(what, count, "cache synced from the Kubernetes API");
+                }
+                Ok(Event::Apply(object)) => {
+                    let meta = Meta::from_object_meta(&object.metadata);
+                    cache.insert(key(&meta), meta);
+                }
+                Ok(Event::Delete(object)) => cache.remove(&key(&Meta::from_object_meta(&object.metadata))),
+                Err(err) => tracing::warn!(what, "watch failed, retrying: {}", crate::error_chain(&err)),
+            }
+        }
+    });
+    store
+}
