@@ -4,7 +4,9 @@
 //! k8s-openapi type, the ConfigMap's policies equal to the embedded ones,
 //! `deploy/manifests/` up to date, and the Deployment as rendered started:
 //! its arguments, mounts and `berth.yaml`, a read-only root, the `berth
-//! certs` output, and the `helm test` hook's own script against it.
+//! certs` output, a stand-in Kubernetes API (what berth reads of it is
+//! exactly what the ClusterRole grants), and the `helm test` hook's own
+//! script against it.
 //!
 //! helm and kubernetes-validate are found through BERTH_HELM and
 //! BERTH_KUBERNETES_VALIDATE, else where `.ci/install-tools` puts them, else
@@ -14,6 +16,7 @@ use base64::Engine as _;
 use berth_e2e::admission::check;
 use berth_e2e::client::{Client, Protocol};
 use berth_e2e::fixtures;
+use berth_e2e::kube::FakeKubeApi;
 use berth_e2e::server::{Server, binary, cache_dir};
 use hyper::StatusCode;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
@@ -820,13 +823,26 @@ fn mount_namespaces_work() -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// Also drives the stand-in API while berth runs.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio")
 }
 
+/// berth started from the rendered Deployment, with what it runs against.
+struct Started {
+    server: Server,
+    pod: LaidOut,
+    rendered: Rendered,
+    /// The cluster of the Pulsar fixtures, in place of the in-cluster API
+    /// the pod would reach with its service account.
+    api: FakeKubeApi,
+    /// Drives the stand-in API; dropped last.
+    _runtime: tokio::runtime::Runtime,
+}
+
 /// Render with the `berth certs` caBundle, lay the pod out and start berth
-/// from it: the server, the pod, the rendered chart.
-fn start_rendered(dir: &Path) -> (Server, LaidOut, Rendered) {
+/// from it, against a stand-in Kubernetes API.
+fn start_rendered(dir: &Path) -> Started {
     let certs = berth_certs(dir);
     let bundle = base64::engine::general_purpose::STANDARD.encode(std::fs::read(certs.join("ca.crt")).expect("ca"));
     let rendered = render(&["--set", &format!("tls.caBundle={bundle}")]);
@@ -844,16 +860,37 @@ fn start_rendered(dir: &Path) -> (Server, LaidOut, Rendered) {
         .filter(|m| m.read_only != Some(true))
         .map(|m| pod.host(&m.mount_path))
         .collect();
-    let command = pod.command(&writable);
+    let runtime = runtime();
+    let api = runtime.block_on(FakeKubeApi::from_fixture("pulsar")).expect("the stand-in API");
+    let mut command = pod.command(&writable);
+    command.arg(format!("--kube-api={}", api.url)).arg(format!("--kube-ca={}", api.ca.display()));
+    command.arg(format!("--kube-token-file={}", api.token_file.display()));
     let server_dir = tempfile::tempdir().expect("tmp");
     let server = Server::spawn_command(command, server_dir, certs.join("ca.crt"));
-    (server, pod, rendered)
+    Started { server, pod, rendered, api, _runtime: runtime }
+}
+
+/// (apiGroup, resource) of a request path: `/api/v1/namespaces`,
+/// `/apis/apps/v1/namespaces/pulsar/statefulsets/pulsar-bookie`.
+fn resource_of(path: &str) -> (String, String) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => panic!("not a Kubernetes API path: {path}"),
+    };
+    let resource = match rest {
+        ["namespaces", _namespace, resource, ..] => resource,
+        [resource, ..] => resource,
+        [] => panic!("no resource in {path}"),
+    };
+    (group.to_owned(), (*resource).to_owned())
 }
 
 #[test]
 fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_service_names() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (mut server, pod, rendered) = start_rendered(dir.path());
+    let Started { mut server, pod, rendered, api, _runtime } = start_rendered(dir.path());
     let container = rendered.container();
 
     // The listeners the chart asks for are the ones its probes, Service and
@@ -907,6 +944,14 @@ fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_serv
     let drain = pod.args.iter().find_map(|a| a.strip_prefix("--drain-timeout=")).expect("--drain-timeout");
     let drain: u64 = drain.trim_end_matches('s').parse().expect("seconds");
     assert!(grace.is_some_and(|g| g as u64 > drain + 5), "grace {grace:?} must outlast preStop and a {drain}s drain");
+    // What berth read of the cluster is what the ClusterRole grants, and
+    // the ClusterRole grants nothing it did not read.
+    let (granted, verbs) = access(&rendered);
+    let read: BTreeSet<(String, String)> = api.requests().iter().map(|r| resource_of(r.path_only())).collect();
+    assert_eq!(read, granted, "berth read {read:?}; the ClusterRole grants {granted:?}");
+    assert!(api.requests().iter().all(|r| r.method == "GET"), "berth only reads");
+    assert!(api.requests().iter().any(|r| r.is_watch()) && verbs.contains("watch") && verbs.contains("list"));
+
     server.signal("TERM");
     assert!(server.wait(Duration::from_secs(drain)).success());
     pod.assert_nothing_written_outside_volumes();
@@ -916,7 +961,7 @@ fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_serv
 #[test]
 fn the_helm_test_hook_passes_against_the_rendered_deployment() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (server, _pod, rendered) = start_rendered(dir.path());
+    let Started { server, rendered, .. } = start_rendered(dir.path());
     let hook = rendered
         .all("Pod")
         .into_iter()
