@@ -61,8 +61,14 @@ pub fn tls_connector(ca: &Path, protocol: Protocol) -> TlsConnector {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, ca: &Path, protocol: Protocol) -> anyhow::Result<Client> {
+        Self::connect_as(addr, ca, protocol, "localhost").await
+    }
+
+    /// Connect to `addr` expecting a certificate for `name`, as the
+    /// apiserver connects to `<service>.<namespace>.svc`.
+    pub async fn connect_as(addr: SocketAddr, ca: &Path, protocol: Protocol, name: &str) -> anyhow::Result<Client> {
         let tcp = TcpStream::connect(addr).await?;
-        let name = ServerName::try_from("localhost")?.to_owned();
+        let name = ServerName::try_from(name.to_owned())?;
         let tls = tls_connector(ca, protocol).connect(name, tcp).await?;
         let (_, session) = tls.get_ref();
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);

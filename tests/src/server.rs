@@ -196,7 +196,21 @@ impl ServerBuilder {
     }
 
     fn spawn_until(self, event: &str) -> Server {
-        let (mut command, dir, ca) = self.command();
+        let (command, dir, ca) = self.command();
+        Server::spawn_prepared(command, dir, ca, event)
+    }
+}
+
+impl Server {
+    /// Start berth from a command put together elsewhere (a Deployment's
+    /// arguments, say), which must include `--log-format json`, and wait
+    /// until it is ready. `ca` is the CA its clients trust; `dir` lives as
+    /// long as the server.
+    pub fn spawn_command(command: Command, dir: tempfile::TempDir, ca: PathBuf) -> Server {
+        Server::spawn_prepared(command, dir, ca, "ready")
+    }
+
+    fn spawn_prepared(mut command: Command, dir: tempfile::TempDir, ca: PathBuf, event: &str) -> Server {
         let mut child = command.stderr(Stdio::piped()).spawn().expect("berth starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));

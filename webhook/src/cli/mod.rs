@@ -1,6 +1,7 @@
 //! The command line: typed arguments, one module per subcommand.
 
 mod audit;
+mod certs;
 mod eval;
 mod serve;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Read the audit log: denials, policy errors and mutations, from rotated
     /// files and several replicas' logs merged by time.
     Audit(audit::AuditArgs),
+    /// Create a CA and a serving certificate for the webhook's Service, or
+    /// renew the certificate under that CA.
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -77,6 +81,7 @@ impl Args {
             Command::Serve(args) => args.run(),
             Command::Eval(args) => args.run(),
             Command::Audit(args) => args.run(),
+            Command::Certs(args) => args.run(),
         }
     }
 }
