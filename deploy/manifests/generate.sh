@@ -21,8 +21,10 @@ render() {
     echo "# kubectl create namespace berth-system && kubectl apply -f $file"
     echo "# then give berth its certificate: deploy/README.md, \"Without Helm\"."
     # --skip-tests: the helm test pod is Helm's business.
-    "$helm" template berth deploy/chart --namespace berth-system --skip-tests "$@" 2>/dev/null
-  } > "$out/$file"
+    "$helm" template berth deploy/chart --namespace berth-system --skip-tests "$@"
+  } > "$out/$file.tmp"
+  # Only a complete render replaces the checked-in file.
+  mv "$out/$file.tmp" "$out/$file"
 }
 
 mkdir -p "$out"
