@@ -492,7 +492,8 @@ fn the_hand_made_installs_hardest_objects_are_covered() {
 #[test]
 fn a_pod_whose_owner_is_gone_is_not_guessed_at() {
     let fixture = fixtures::get("seed-pulsar-2.7.7", "025-pod-pulsar-bookie-init.json");
-    let empty = std::env::temp_dir().join(format!("berth-empty-cluster-{}.yaml", std::process::id()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("cluster.yaml");
     std::fs::write(&empty, "apiVersion: v1\nkind: Namespace\nmetadata: {name: pulsar}\n").expect("write");
     let answer = send_with(&[empty], Endpoint::Mutate, &fixture.review);
     assert!(answer.allowed() && answer.patch.is_none(), "{:?}", answer.patch);

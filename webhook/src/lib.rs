@@ -15,13 +15,18 @@ pub mod review;
 pub mod runtime;
 pub mod server;
 
-/// An error and its sources on one line, for logs.
+/// An error and its sources on one line, for logs and answers. A cause
+/// whose text is already there is skipped: some libraries' errors (hyper's,
+/// kube-rs's) print their own source as well.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = cause.source();
     }
     text
@@ -41,6 +46,20 @@ mod tests {
             assert!(!outer.contains(&inner), "{outer:?} repeats its cause {inner:?} (chain: {})", error_chain(err));
             current = source;
         }
+    }
+
+    #[test]
+    fn a_cause_that_prints_its_own_source_is_not_printed_twice() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect): refused")]
+        struct Noisy(#[source] Inner);
+        #[derive(Debug, thiserror::Error)]
+        #[error("refused")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("looking up Job ns/j")]
+        struct Outer(#[source] Noisy);
+        assert_eq!(error_chain(&Outer(Noisy(Inner))), "looking up Job ns/j: client error (Connect): refused");
     }
 
     #[test]

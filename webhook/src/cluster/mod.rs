@@ -158,6 +158,9 @@ pub struct Meta {
     /// The ownerReference with `controller: true`, the one controllers
     /// follow; other owners do not manage the object.
     pub controller: Option<OwnerRef>,
+    /// `metadata.creationTimestamp` (RFC 3339): of two default
+    /// StorageClasses, the apiserver uses the newer.
+    pub created: Option<String>,
 }
 
 impl Meta {
@@ -183,6 +186,7 @@ impl Meta {
             labels: meta.labels.clone().unwrap_or_default(),
             annotations,
             controller,
+            created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
         }
     }
 
@@ -194,7 +198,7 @@ impl Meta {
         Some((namespace, name))
     }
 
-    fn is_default_class(&self) -> bool {
+    pub(crate) fn is_default_class(&self) -> bool {
         [DEFAULT_CLASS, DEFAULT_CLASS_BETA].iter().any(|key| self.annotations.get(*key).is_some_and(|v| v == "true"))
     }
 }
@@ -230,12 +234,11 @@ impl Store {
         self.synced.load(Ordering::Acquire)
     }
 
-    fn find(&self, mut f: impl FnMut(&Meta) -> bool) -> Option<Arc<Meta>> {
+    /// The newest object that `f` accepts (ties by name), as the
+    /// DefaultStorageClass admission plugin picks among two defaults.
+    fn newest(&self, mut f: impl FnMut(&Meta) -> bool) -> Option<Arc<Meta>> {
         let items = self.items.read().unwrap_or_else(|p| p.into_inner());
-        let mut found: Vec<&Arc<Meta>> = items.values().filter(|m| f(m)).collect();
-        // Deterministic when a cluster marks two classes default.
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        found.first().map(|m| Arc::clone(m))
+        items.values().filter(|m| f(m)).max_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name))).cloned()
     }
 }
 
@@ -251,9 +254,12 @@ pub struct Cluster {
     /// Set when berth has nothing to ask (`berth eval` without
     /// `--context`, `berth serve` without an API): policies that match on
     /// owners load, and a request that needs a lookup fails its policy with
-    /// this hint (never passes silently). The default StorageClass is then
-    /// taken to be none.
+    /// this hint (never passes silently).
     offline: Option<&'static str>,
+    /// Offline, whether the default StorageClass may be taken to be none:
+    /// for `berth eval` (an author's try), not for a server, where a
+    /// wrong "none" would keep a class the apiserver chose.
+    assume_no_default_class: bool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -270,13 +276,21 @@ impl Cluster {
 
     /// `berth eval` without `--context`.
     pub fn missing_context() -> Self {
-        Self { offline: Some("berth eval was given no --context file that holds them"), ..Self::default() }
+        Self {
+            offline: Some("berth eval was given no --context file that holds them"),
+            assume_no_default_class: true,
+            ..Self::default()
+        }
     }
 
-    /// `berth serve` with no Kubernetes API to ask.
+    /// `berth serve` outside a cluster with no `--kube-api` (a laptop):
+    /// owner lookups fail their policies, and the default StorageClass is
+    /// taken to be none. In a pod, berth refuses to start without its API
+    /// instead (server/mod.rs).
     pub fn no_api() -> Self {
         Self {
             offline: Some("berth serve has no Kubernetes API: run it in a cluster, or give it --kube-api"),
+            assume_no_default_class: true,
             ..Self::default()
         }
     }
@@ -286,7 +300,11 @@ impl Cluster {
     /// namespaceSelector that cannot match anything is a mistake to report.
     pub fn provides(&self) -> Needs {
         if self.offline.is_some() {
-            return Needs { namespace_labels: false, owners: true, default_storage_class: true };
+            return Needs {
+                namespace_labels: false,
+                owners: true,
+                default_storage_class: self.assume_no_default_class,
+            };
         }
         Needs {
             namespace_labels: self.namespaces.is_some(),
@@ -319,7 +337,12 @@ impl Cluster {
         if !store.synced() {
             return Err(ContextError::NotSynced("namespaces"));
         }
-        Ok(store.get(name))
+        match (store.get(name), &self.api) {
+            // Created a moment ago (`kubectl apply` of a Namespace and its
+            // pods together): asked for, as kube-apiserver's own matcher does.
+            (None, Some(api)) => api.get_namespace(name, std::time::Instant::now() + LOOKUP_TIMEOUT),
+            (found, _) => Ok(found),
+        }
     }
 
     /// The cluster's default StorageClass, if it has one.
@@ -328,7 +351,7 @@ impl Cluster {
         if !store.synced() {
             return Err(ContextError::NotSynced("storageclasses"));
         }
-        Ok(store.find(Meta::is_default_class).map(|m| m.name.clone()))
+        Ok(store.newest(Meta::is_default_class).map(|m| m.name.clone()))
     }
 
     /// The controlling owners of an object in `namespace`, nearest first:
@@ -336,11 +359,14 @@ impl Cluster {
     /// an owner of a kind berth does not follow, or one that no longer
     /// exists.
     pub fn owner_chain(&self, namespace: &str, first: Option<OwnerRef>) -> Result<Vec<Arc<Meta>>, ContextError> {
+        let followed = first.as_ref().is_some_and(|r| OwnerKind::from_reference(&r.api_version, &r.kind).is_some());
         if let Some(hint) = self.offline
-            && first.is_some()
+            && followed
         {
             return Err(ContextError::Unavailable { what: "owners (Jobs, ReplicaSets, StatefulSets, ...)", hint });
         }
+        // One bound for the whole chain, however many owners miss the cache.
+        let deadline = std::time::Instant::now() + LOOKUP_TIMEOUT;
         let mut chain = Vec::new();
         let mut next = first;
         while let Some(reference) = next.take() {
@@ -352,13 +378,15 @@ impl Cluster {
             let owner = match store.get(&reference.uid) {
                 Some(owner) => Some(owner),
                 None => match &self.api {
-                    Some(api) => api.get_owner(kind, namespace, &reference.name, store)?,
+                    Some(api) => api.get_owner(kind, namespace, &reference.name, deadline)?,
                     None => None,
                 },
             };
             // A different uid is another object of the same name: the owner
-            // this one refers to is gone.
-            let Some(owner) = owner.filter(|o| o.uid == reference.uid) else { break };
+            // this one refers to is gone. Owners are in the object's own
+            // namespace; a reference across namespaces is void, as for
+            // Kubernetes' garbage collector.
+            let Some(owner) = owner.filter(|o| o.uid == reference.uid && o.namespace == namespace) else { break };
             next = owner.controller.clone();
             chain.push(owner);
         }
@@ -411,6 +439,7 @@ mod tests {
             uid: uid.into(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             annotations: Labels::new(),
+            created: None,
             controller: controller.map(|(api_version, kind, uid)| OwnerRef {
                 api_version: api_version.into(),
                 kind: kind.into(),
@@ -461,6 +490,30 @@ mod tests {
         assert!(cluster.owner_chain("ns", reference("batch/v1", "Job", "other")).unwrap().is_empty());
         assert_eq!(cluster.owner_chain("ns", reference("batch/v1", "Job", "j-uid")).unwrap().len(), 1);
         assert!(Cluster::none().owner_chain("ns", reference("batch/v1", "Job", "j-uid")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_owner_in_another_namespace_is_not_followed() {
+        let mut job = meta("j", "j-uid", &[("app", "pulsar")], None);
+        job.namespace = "pulsar".into();
+        let cluster = cluster_with(vec![(OwnerKind::Job, job)]);
+        let reference =
+            OwnerRef { api_version: "batch/v1".into(), kind: "Job".into(), name: "j".into(), uid: "j-uid".into() };
+        assert_eq!(cluster.owner_chain("pulsar", Some(reference.clone())).unwrap().len(), 1);
+        assert!(
+            cluster.owner_chain("team-a", Some(reference)).unwrap().is_empty(),
+            "a reference across namespaces is void"
+        );
+    }
+
+    #[test]
+    fn offline_only_the_kinds_berth_follows_need_a_lookup() {
+        let node =
+            OwnerRef { api_version: "example.com/v1".into(), kind: "Widget".into(), name: "w".into(), uid: "w".into() };
+        assert!(Cluster::missing_context().owner_chain("ns", Some(node)).unwrap().is_empty());
+        let job = OwnerRef { api_version: "batch/v1".into(), kind: "Job".into(), name: "j".into(), uid: "j".into() };
+        let err = Cluster::missing_context().owner_chain("ns", Some(job)).unwrap_err();
+        assert!(err.to_string().contains("--context"), "{err}");
     }
 
     #[test]

@@ -77,6 +77,7 @@ impl Cluster {
             storage_classes: Some(store(storage_classes)),
             api: None,
             offline: None,
+            assume_no_default_class: false,
         })
     }
 }
@@ -132,6 +133,32 @@ mod tests {
             uid: "j1".into(),
         };
         assert_eq!(cluster.owner_chain("pulsar", Some(job)).unwrap()[0].labels["app"], "pulsar");
+    }
+
+    #[test]
+    fn of_two_default_classes_the_newer_counts_as_the_apiserver_picks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classes.yaml");
+        let class = |name: &str, created: &str| {
+            format!(
+                "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  creationTimestamp: \"{created}\"\n  annotations: {{storageclass.kubernetes.io/is-default-class: \"true\"}}\n"
+            )
+        };
+        std::fs::write(
+            &path,
+            format!("{}---\n{}", class("zzz-new", "2025-01-01T00:00:00Z"), class("aaa-old", "2020-01-01T00:00:00Z")),
+        )
+        .unwrap();
+        assert_eq!(
+            Cluster::snapshot(std::slice::from_ref(&path)).unwrap().default_storage_class().unwrap().as_deref(),
+            Some("zzz-new")
+        );
+        std::fs::write(
+            &path,
+            format!("{}---\n{}", class("aaa-new", "2025-01-01T00:00:00Z"), class("zzz-old", "2020-01-01T00:00:00Z")),
+        )
+        .unwrap();
+        assert_eq!(Cluster::snapshot(&[path]).unwrap().default_storage_class().unwrap().as_deref(), Some("aaa-new"));
     }
 
     #[test]

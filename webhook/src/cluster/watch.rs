@@ -91,16 +91,19 @@ pub(super) struct Fallback {
 
 impl Fallback {
     /// Called on a blocking-pool thread (admission never runs on the async
-    /// workers), so it may wait on the runtime; bounded by LOOKUP_TIMEOUT.
+    /// workers), so it may wait on the runtime, until `deadline` (one for
+    /// the whole owner chain). What it finds is not put in the store: the
+    /// watch brings it, in order with later changes and deletion.
     pub(super) fn get_owner(
         &self,
         kind: OwnerKind,
         namespace: &str,
         name: &str,
-        store: &Store,
+        deadline: std::time::Instant,
     ) -> Result<Option<Arc<Meta>>, ContextError> {
         let client = self.client.clone();
-        let found = self.handle.block_on(tokio::time::timeout(LOOKUP_TIMEOUT, async {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let found = self.handle.block_on(tokio::time::timeout(left, async {
             match kind {
                 OwnerKind::Job => get::<Job>(client, namespace, name).await,
                 OwnerKind::CronJob => get::<CronJob>(client, namespace, name).await,
@@ -115,12 +118,31 @@ impl Fallback {
             Err(_) => Err(ContextError::Timeout { kind: kind.kind(), namespace, name, after: LOOKUP_TIMEOUT }),
             Ok(Err(error)) => Err(ContextError::Lookup { kind: kind.kind(), namespace, name, error: Arc::new(error) }),
             Ok(Ok(None)) => Ok(None),
-            Ok(Ok(Some(meta))) => {
-                // The watch will bring it too; keeping it now spares the
-                // next pod of the same owner a second GET.
-                store.insert(meta.uid.clone(), meta.clone());
-                Ok(Some(Arc::new(meta)))
-            }
+            Ok(Ok(Some(meta))) => Ok(Some(Arc::new(meta))),
+        }
+    }
+}
+
+impl Fallback {
+    /// A namespace the watch has not shown yet, as [`Fallback::get_owner`].
+    pub(super) fn get_namespace(
+        &self,
+        name: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Arc<Meta>>, ContextError> {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let lookup =
+            |error| ContextError::Lookup { kind: "Namespace", namespace: String::new(), name: name.to_owned(), error };
+        match self.handle.block_on(tokio::time::timeout(left, api.get_metadata_opt(name))) {
+            Err(_) => Err(ContextError::Timeout {
+                kind: "Namespace",
+                namespace: String::new(),
+                name: name.to_owned(),
+                after: LOOKUP_TIMEOUT,
+            }),
+            Ok(Err(error)) => Err(lookup(Arc::new(error))),
+            Ok(Ok(found)) => Ok(found.map(|object| Arc::new(Meta::from_object_meta(&object.metadata)))),
         }
     }
 }

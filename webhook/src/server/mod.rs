@@ -178,9 +178,10 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     let mut server = tokio::spawn(serve(listener, acceptor, app.clone(), options.drain_timeout, signals.terminate));
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
-    let watches = Arc::new(Watches::new(kube_client(options.kube.as_ref())?));
+    let needs = crate::policy::needs(&sources);
+    let watches = Arc::new(Watches::new(kube_client(options.kube.as_ref(), needs.any())?));
     let load = async {
-        let (runtime, cluster) = (runtime.clone(), watches.cluster(crate::policy::needs(&sources)));
+        let (runtime, cluster) = (runtime.clone(), watches.cluster(needs));
         tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster))
             .await
             .map_err(|_| ServeError::LoadTask)?
@@ -196,13 +197,19 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     app.metrics.policies_loaded.set(count as i64);
     let loaded = Arc::new(loaded);
     app.policies.store(Some(loaded.clone()));
+    // Certificates and configuration are watched from here on, so that a
+    // fix (a configuration that needs less of the cluster, say) is picked
+    // up even while the caches have not synced.
+    cert.watch(options.watch_interval);
+    reload::spawn(app.clone(), runtime, watches, options.config.clone(), options.watch_interval, signals.hangup);
     // "ready" means what /readyz says: the caches these policies read have
     // synced too. Requests are served meanwhile.
     let pending = loaded.unsynced();
     if !pending.is_empty() {
         tracing::info!(waiting_for = pending.join(","), "policies loaded; waiting for the Kubernetes API");
+        // Whichever set is in force: a reload may have replaced this one.
         let synced = async {
-            while !loaded.unsynced().is_empty() {
+            while app.policies.load().as_ref().is_none_or(|set| !set.unsynced().is_empty()) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
@@ -213,23 +220,32 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     }
     drop(loaded);
     tracing::info!(%listen, metrics = %metrics_addr, policies = count, "ready");
-
-    cert.watch(options.watch_interval);
-    reload::spawn(app, runtime, watches, options.config.clone(), options.watch_interval, signals.hangup);
     server.await.map_err(|_| ServeError::ServeTask)
 }
 
 /// A client for the Kubernetes API. An address given on the command line
-/// must work; the in-cluster one may not (a pod without a service-account
-/// token), and then configurations that need the cluster are refused.
-fn kube_client(config: Option<&ApiConfig>) -> Result<Option<kube::Client>, ServeError> {
+/// must work, and so must the in-cluster one when the policies read the
+/// cluster: in a pod, answering without it would be wrong, not degraded.
+/// Outside a cluster with no address (a laptop), berth runs without one.
+fn kube_client(config: Option<&ApiConfig>, needed: bool) -> Result<Option<kube::Client>, ServeError> {
     match config {
-        None => Ok(None),
+        None => {
+            if needed {
+                tracing::warn!(
+                    "no Kubernetes API (not in a cluster, no --kube-api): requests that need an owner fail their policies, and the default StorageClass is taken to be none"
+                );
+            }
+            Ok(None)
+        }
         Some(config @ ApiConfig::Explicit { .. }) => Ok(Some(config.client()?)),
-        Some(config @ ApiConfig::InCluster) => Ok(config
-            .client()
-            .map_err(|err| tracing::warn!("the in-cluster Kubernetes API is not usable: {}", crate::error_chain(&err)))
-            .ok()),
+        Some(config @ ApiConfig::InCluster) => match config.client() {
+            Ok(client) => Ok(Some(client)),
+            Err(err) if needed => Err(err.into()),
+            Err(err) => {
+                tracing::warn!("the in-cluster Kubernetes API is not usable: {}", crate::error_chain(&err));
+                Ok(None)
+            }
+        },
     }
 }
 

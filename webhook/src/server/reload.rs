@@ -51,11 +51,25 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[P
     };
     let audit = super::audit_section(&sources);
     // A configuration that newly needs a kind of the cluster starts its
-    // watch now; /readyz waits for it to sync.
+    // watch now, and is swapped in once it has synced (below).
     let cluster = watches.cluster(crate::policy::needs(&sources));
     let runtime = runtime.clone();
     match tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster)).await {
         Ok(Ok(set)) => {
+            // A serving (synced) set is replaced only by a synced one: every
+            // replica reloads the same ConfigMap at once, and a set that
+            // cannot sync (no RBAC for a new kind) would make them all
+            // unready. Before berth is ready, there is nothing to keep.
+            let serving = app.policies.load().as_ref().is_some_and(|old| old.unsynced().is_empty());
+            if serving && !synced_within(&set, RELOAD_SYNC_TIMEOUT).await {
+                let pending = set.unsynced().join(", ");
+                app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "refused" }).inc();
+                return tracing::error!(
+                    why,
+                    waiting_for = pending,
+                    "new configuration refused, the previous one keeps serving: the Kubernetes API caches it needs did not sync within {RELOAD_SYNC_TIMEOUT:?} (RBAC for them? docs/CONFIG.md)"
+                );
+            }
             if audit != app.audit_section {
                 tracing::warn!(
                     why,
@@ -70,6 +84,20 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[P
         Ok(Err(err)) => refused(app, why, &err),
         Err(err) => tracing::error!(why, "configuration reload task failed: {err}"),
     }
+}
+
+/// How long a reload waits for the caches a new configuration needs.
+const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn synced_within(set: &PolicySet, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !set.unsynced().is_empty() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
 }
 
 fn refused(app: &App, why: &'static str, err: &dyn std::error::Error) {
