@@ -4,6 +4,7 @@
 use berth_e2e::admission::{check, with_object};
 use berth_e2e::client::{Client, Protocol};
 use berth_e2e::fixtures;
+use berth_e2e::kube::{FakeKubeApi, load_cluster};
 use berth_e2e::server::Server;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -14,8 +15,20 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn every_fixture_over_h2_and_http1() {
-    let server = Server::start();
-    runtime().block_on(async {
+    // The cluster every fixture set describes, served as the Kubernetes API
+    // (the seed sets last: their Jobs share names with the 4.7.0 chart's,
+    // and their pods need their own as owners).
+    let runtime = runtime();
+    let mut sets: Vec<String> = fixtures::all().iter().map(|f| f.chart().to_owned()).collect();
+    sets.dedup();
+    sets.sort_by_key(|set| set.starts_with("seed-"));
+    let objects = sets
+        .iter()
+        .flat_map(|set| load_cluster(&fixtures::dir().join(set).join("cluster.yaml")).expect("cluster.yaml"))
+        .collect();
+    let api = runtime.block_on(FakeKubeApi::start(objects));
+    let server = Server::builder().kube_api(&api).spawn();
+    runtime.block_on(async {
         for protocol in [Protocol::Http2, Protocol::Http1] {
             let mut client = Client::connect(server.listen, &server.ca, protocol).await.expect("connect");
             let expected_alpn: &[u8] = if protocol == Protocol::Http2 { b"h2" } else { b"http/1.1" };
