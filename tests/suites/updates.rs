@@ -169,26 +169,36 @@ fn kubectl_debug_with_a_docker_hub_image_is_rewritten_and_then_passes_validate()
                     };
                     assert_eq!(warnings(&answer), expected_warnings, "{case}");
 
-                    // Reinvocation over berth's own output changes nothing.
-                    let again = mutate(&mut client, &update.with_object(&answer.object)).await;
-                    assert!(again.patch.is_none(), "{case}: {:?}", again.patch);
-
-                    let validated = validate(&mut client, &update, &answer.object).await;
-                    assert!(validated.allowed(), "{case}: {}", validated.message());
-                    // Not rewritten, the same update is denied.
-                    let denied = validate(&mut client, &update, &update.new).await;
-                    assert_eq!(
-                        denied.message(),
-                        format!(
-                            "{}: container \"{DEBUGGER}\" image \"docker.io/library/busybox:1.36\" is not from an allowed registry (harbor.example.com)",
-                            chart.registry_policy
-                        ),
-                        "{case}"
-                    );
+                    let image = "docker.io/library/busybox:1.36";
+                    judged_after_rewrite(&mut client, chart, &update, &answer, DEBUGGER, image, &case).await;
                 }
             }
         }
     });
+}
+
+/// After berth rewrote `update`'s image into the registry: a second pass
+/// changes nothing, /validate lets the rewritten pod in, and the update as
+/// the user sent it (`image` in `container`) is denied, naming both.
+async fn judged_after_rewrite(
+    client: &mut Client,
+    chart: &Chart,
+    update: &PodUpdate,
+    answer: &Answer,
+    container: &str,
+    image: &str,
+    case: &str,
+) {
+    let again = mutate(client, &update.with_object(&answer.object)).await;
+    assert!(again.patch.is_none(), "{case}: {:?}", again.patch);
+    let validated = validate(client, update, &answer.object).await;
+    assert!(validated.allowed(), "{case}: {}", validated.message());
+    let denied = validate(client, update, &update.new).await;
+    let expected = format!(
+        "{}: container \"{container}\" image \"{image}\" is not from an allowed registry (harbor.example.com)",
+        chart.registry_policy
+    );
+    assert_eq!(denied.message(), expected, "{case}");
 }
 
 #[test]
@@ -245,20 +255,8 @@ fn kubectl_set_image_to_docker_hub_is_rewritten_and_then_passes_validate() {
                 let mut expected = update.new.clone();
                 expected["spec"]["containers"][index]["image"] = format!("{HARBOR}/{image}").into();
                 assert_eq!(answer.object, expected, "{case}");
-                let again = mutate(&mut client, &update.with_object(&answer.object)).await;
-                assert!(again.patch.is_none(), "{case}: {:?}", again.patch);
-
-                let validated = validate(&mut client, &update, &answer.object).await;
-                assert!(validated.allowed(), "{case}: {}", validated.message());
-                let denied = validate(&mut client, &update, &update.new).await;
-                assert_eq!(
-                    denied.message(),
-                    format!(
-                        "{}: container \"{container}\" image \"docker.io/{image}\" is not from an allowed registry (harbor.example.com)",
-                        chart.registry_policy
-                    ),
-                    "{case}"
-                );
+                let image = format!("docker.io/{image}");
+                judged_after_rewrite(&mut client, chart, &update, &answer, container, &image, &case).await;
             }
         }
     });
