@@ -3,14 +3,16 @@
 //!
 //! ```text
 //! cargo build --release -p berth
-//! cargo run --release -p berth-e2e --bin cluster-footprint -- [BERTH] [--objects N] [--requests R]
+//! cargo run --release -p berth-e2e --bin cluster-footprint -- \
+//!     [BERTH] [--objects N] [--requests R] [--without-last-applied]
 //! ```
 //!
 //! BERTH is the binary to measure (default target/release/berth). It runs
 //! `berth serve` with the default policy against the stand-in Kubernetes API
 //! (tests/src/kube) twice: with no objects, and with N chart Jobs (10,000),
-//! each carrying a ~2 KB `last-applied-configuration` that berth must drop.
-//! It prints VmRSS once each is ready and idle, then, against the second,
+//! each carrying a ~2 KB `last-applied-configuration` that berth must drop
+//! (`--without-last-applied` leaves it out, to show what receiving it
+//! costs). It prints VmRSS once each is ready and idle, then, against the second,
 //! the latency of `/mutate` over TLS/HTTP2 for four kinds of pod:
 //!
 //! - labelled: carries the chart's labels, so no owner is looked up;
@@ -46,15 +48,19 @@ struct Options {
     berth: PathBuf,
     objects: usize,
     requests: usize,
+    /// Leave the large annotation out, to see what its passing through costs.
+    without_last_applied: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut options = Options { berth: "target/release/berth".into(), objects: 10_000, requests: 300 };
+    let mut options =
+        Options { berth: "target/release/berth".into(), objects: 10_000, requests: 300, without_last_applied: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--objects" => options.objects = args.next().context("--objects N")?.parse()?,
             "--requests" => options.requests = args.next().context("--requests R")?.parse()?,
+            "--without-last-applied" => options.without_last_applied = true,
             flag if flag.starts_with("--") => bail!("unknown option {flag}"),
             path => options.berth = path.into(),
         }
@@ -78,7 +84,7 @@ fn main() -> anyhow::Result<()> {
         cpu_model(),
         std::fs::read_to_string("/proc/loadavg")?.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
-    let jobs: Vec<Value> = (0..options.objects).map(chart_job).collect();
+    let jobs: Vec<Value> = (0..options.objects).map(|i| chart_job(i, !options.without_last_applied)).collect();
     let annotation = jobs[0]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
         .as_str()
         .map_or(0, str::len);
@@ -115,7 +121,7 @@ fn start(options: &Options, api: &FakeKubeApi) -> Server {
 }
 
 /// A Job as `helm install` of a chart creates it, through `kubectl apply`.
-fn chart_job(index: usize) -> Value {
+fn chart_job(index: usize, last_applied: bool) -> Value {
     let name = format!("load-{index:05}");
     let labels = json!({
         "app": "pulsar", "chart": "pulsar-2.7.7", "release": "pulsar", "heritage": "Helm",
@@ -133,18 +139,18 @@ fn chart_job(index: usize) -> Value {
             "annotations": {"meta.helm.sh/release-name": "pulsar", "meta.helm.sh/release-namespace": NAMESPACE}},
         "spec": spec,
     });
-    json!({
+    let mut job = json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {
             "name": name, "namespace": NAMESPACE, "uid": job_uid(index), "labels": labels,
-            "annotations": {
-                "meta.helm.sh/release-name": "pulsar",
-                "meta.helm.sh/release-namespace": NAMESPACE,
-                "kubectl.kubernetes.io/last-applied-configuration": applied.to_string(),
-            },
+            "annotations": {"meta.helm.sh/release-name": "pulsar", "meta.helm.sh/release-namespace": NAMESPACE},
         },
         "spec": spec,
-    })
+    });
+    if last_applied {
+        job["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!(applied.to_string());
+    }
+    job
 }
 
 fn job_uid(index: usize) -> String {
