@@ -85,12 +85,13 @@ fn main() -> anyhow::Result<()> {
         std::fs::read_to_string("/proc/loadavg")?.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     let jobs: Vec<Value> = (0..options.objects).map(|i| chart_job(i, !options.without_last_applied)).collect();
-    let annotation = jobs[0]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
-        .as_str()
-        .map_or(0, str::len);
+    let last_applied =
+        match jobs[0]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str() {
+            Some(annotation) => format!("a last-applied-configuration of {} bytes", annotation.len()),
+            None => "no last-applied-configuration".to_owned(),
+        };
     println!(
-        "objects:  N Jobs in namespace {NAMESPACE}, each with {} labels, Helm's 2 annotations and a \
-         last-applied-configuration of {annotation} bytes",
+        "objects:  N Jobs in namespace {NAMESPACE}, each with {} labels, Helm's 2 annotations and {last_applied}",
         jobs[0]["metadata"]["labels"].as_object().map_or(0, serde_json::Map::len),
     );
 
