@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! cargo build --release -p berth
-//! cargo run --release -p berth-e2e --bin cluster-footprint -- \
+//! cargo run -p berth-e2e --bin cluster-footprint -- \
 //!     [BERTH] [--objects N] [--requests R] [--without-last-applied]
 //! ```
 //!
-//! BERTH is the binary to measure (default target/release/berth). It runs
+//! BERTH is the binary to measure (default target/release/berth); this
+//! driver (the client and the stand-in API) need not be a release build,
+//! as it is not what is measured (`berth-e2e`'s dependencies are built
+//! optimised in the dev profile anyway). It runs
 //! `berth serve` with the default policy against the stand-in Kubernetes API
 //! (tests/src/kube) twice: with no objects, and with N chart Jobs (10,000),
 //! each carrying a ~2 KB `last-applied-configuration` that berth must drop
