@@ -38,11 +38,12 @@ pub fn binary() -> PathBuf {
 pub struct ServerBuilder {
     args: Vec<String>,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    binary: Option<PathBuf>,
 }
 
 impl Server {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { args: Vec::new(), tls: None }
+        ServerBuilder { args: Vec::new(), tls: None, binary: None }
     }
 
     /// berth with its embedded default policy.
@@ -144,6 +145,12 @@ impl ServerBuilder {
             .arg(api.token_file.display().to_string())
     }
 
+    /// Run this berth binary instead of the suites' own [`binary`].
+    pub fn binary(mut self, path: PathBuf) -> Self {
+        self.binary = Some(path);
+        self
+    }
+
     /// Serve this certificate instead of a generated one: `(ca, cert, key)`.
     pub fn tls_files(mut self, ca: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((ca, cert, key));
@@ -160,7 +167,7 @@ impl ServerBuilder {
 
     fn command(self) -> (Command, tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut command = Command::new(binary());
+        let mut command = Command::new(self.binary.clone().unwrap_or_else(binary));
         command
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--watch-interval", "100ms"])
