@@ -199,10 +199,10 @@ fn bench(c: &mut Criterion) {
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     let cases: [(&str, &Served, &str, &[u8], bool, bool); 4] = [
         // name, server, path, review, allowed, patched
-        ("served_floor", &floor, "/mutate", &bookie, true, false),
-        ("served_mutate", &served, "/mutate", &bookie, true, true),
-        ("served_validate_mutated", &served, "/validate", &bookie_mutated, true, false),
-        ("served_validate_unmutated", &served, "/validate", &bookie, false, false),
+        ("served_floor", &floor, "/mutate", bookie.as_slice(), true, false),
+        ("served_mutate", &served, "/mutate", bookie.as_slice(), true, true),
+        ("served_validate_mutated", &served, "/validate", bookie_mutated.as_slice(), true, false),
+        ("served_validate_unmutated", &served, "/validate", bookie.as_slice(), false, false),
     ];
     for (name, server, path, review, allowed, patched) in cases {
         let mut sender = client.block_on(server.connect()).expect("connects");

@@ -126,8 +126,9 @@ impl Connector {
             Protocol::Http2 => vec![b"h2".to_vec()],
             Protocol::Http1 => vec![b"http/1.1".to_vec()],
         };
-        let name = ServerName::try_from(target.server_name.clone())
-            .map_err(|_| TlsSetupError::ServerName(target.server_name.clone()))?;
+        let name = ServerName::try_from(target.server_name.as_str())
+            .map_err(|_| TlsSetupError::ServerName(target.server_name.clone()))?
+            .to_owned();
         Ok(Self { tls: TlsConnector::from(Arc::new(config)), name, addr: target.addr, protocol })
     }
 

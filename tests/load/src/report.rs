@@ -24,9 +24,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn new() -> Self {
-        // The bounds are constants that hdrhistogram accepts.
-        #[allow(clippy::unwrap_used)]
-        let latency = Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).unwrap();
+        let latency = Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("constant bounds hdrhistogram accepts");
         Self { latency, allowed: 0, denied: 0, patched: 0, failures: BTreeMap::new() }
     }
 
