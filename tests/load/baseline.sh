@@ -96,6 +96,8 @@ load validate-unmutated-h2 default /validate "$BOOKIE" -c 16 -m 8 --expect-allow
 load mutate-h2-1conn-seq default /mutate "$BOOKIE" -c 1 -m 1 --expect-patch always
 load mutate-h2-open-500 default /mutate "$BOOKIE" -c 16 -m 8 --rate 500 --expect-patch always
 load mutate-h2-open-1000 default /mutate "$BOOKIE" -c 16 -m 8 --rate 1000 --expect-patch always
+# h2load's timing script plays on each connection: compare on one.
+load mutate-h2-open-1000-1conn default /mutate "$BOOKIE" -c 1 -m 128 --rate 1000 --expect-patch always
 
 # h2load on the same servers and review: closed loop, then open loop at
 # 1,000/s from a timing script; percentiles from its per-request log.

@@ -110,6 +110,37 @@ struct Response {
     patch: Option<String>,
 }
 
+/// What an answer that failed its check said, for the report: the denial's
+/// or error's message, or the start of the body.
+pub fn describe(status: u16, body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Review {
+        response: Option<Described>,
+    }
+    #[derive(Deserialize)]
+    struct Described {
+        status: Option<Message>,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        message: Option<String>,
+    }
+    let message = serde_json::from_slice::<Review>(body)
+        .ok()
+        .and_then(|review| review.response?.status?.message)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let mut text = format!("HTTP {status}: {message}");
+    if text.len() > 300 {
+        let mut end = 300;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Check an HTTP answer to the review sent with `uid`.
 pub fn check(status: u16, body: &[u8], uid: &str, expect: Expect) -> Result<Verdict, Failure> {
     if status != 200 {
@@ -210,5 +241,13 @@ mod tests {
             check(200, &allow(r#","patchType":"JSONPatch","patch":"eyJvcCI6ImFkZCJ9""#), UID, any),
             Err(Failure::BadPatch)
         );
+    }
+
+    #[test]
+    fn a_failed_answer_is_described_by_its_message() {
+        let body = answer(r#"{"uid":"u","allowed":false,"status":{"code":500,"message":"policy x timed out"}}"#);
+        assert_eq!(describe(200, &body), "HTTP 200: policy x timed out");
+        assert_eq!(describe(503, b"busy"), "HTTP 503: busy");
+        assert!(describe(200, "x".repeat(1000).as_bytes()).chars().count() < 310);
     }
 }

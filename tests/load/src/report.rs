@@ -20,12 +20,14 @@ pub struct Stats {
     denied: u64,
     patched: u64,
     failures: BTreeMap<Failure, u64>,
+    /// The first answer of each kind of failure that had one.
+    samples: BTreeMap<Failure, String>,
 }
 
 impl Stats {
     pub fn new() -> Self {
         let latency = Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("constant bounds hdrhistogram accepts");
-        Self { latency, allowed: 0, denied: 0, patched: 0, failures: BTreeMap::new() }
+        Self { latency, allowed: 0, denied: 0, patched: 0, failures: BTreeMap::new(), samples: BTreeMap::new() }
     }
 
     pub fn ok(&mut self, latency: Duration, verdict: Verdict) {
@@ -45,6 +47,13 @@ impl Stats {
         *self.failures.entry(failure).or_default() += 1;
     }
 
+    pub fn fail_with(&mut self, failure: Failure, sample: Option<String>) {
+        self.fail(failure);
+        if let Some(sample) = sample {
+            self.samples.entry(failure).or_insert(sample);
+        }
+    }
+
     pub fn merge(&mut self, other: Stats) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
@@ -53,6 +62,9 @@ impl Stats {
         self.patched += other.patched;
         for (failure, count) in other.failures {
             *self.failures.entry(failure).or_default() += count;
+        }
+        for (failure, sample) in other.samples {
+            self.samples.entry(failure).or_insert(sample);
         }
     }
 }
@@ -104,6 +116,8 @@ pub struct Report {
     pub patched: u64,
     pub failed: u64,
     pub failures: BTreeMap<String, u64>,
+    /// For each kind of failure with an answer, the first such answer.
+    pub failure_samples: BTreeMap<String, String>,
     /// Good answers per second.
     pub throughput: f64,
     pub latency_ms: Latency,
@@ -153,6 +167,7 @@ impl Report {
             patched: stats.patched,
             failed,
             failures: stats.failures.into_iter().map(|(failure, count)| (failure.name(), count)).collect(),
+            failure_samples: stats.samples.into_iter().map(|(failure, sample)| (failure.name(), sample)).collect(),
             throughput: if seconds > 0.0 { ok as f64 / seconds } else { 0.0 },
             latency_ms: latency,
         }
@@ -189,6 +204,9 @@ impl fmt::Display for Report {
         )?;
         for (failure, count) in &self.failures {
             writeln!(f, "failed      {failure}: {count}")?;
+            if let Some(sample) = self.failure_samples.get(failure) {
+                writeln!(f, "            first: {sample}")?;
+            }
         }
         Ok(())
     }

@@ -198,7 +198,7 @@ async fn worker(
         if measured {
             match outcome {
                 Ok(verdict) => stats.ok(Instant::now().saturating_duration_since(start), verdict),
-                Err(failure) => stats.fail(failure),
+                Err((failure, sample)) => stats.fail_with(failure, sample),
             }
         }
     }
@@ -216,18 +216,18 @@ async fn worker(
 }
 
 /// One review: (re)connect if needed, send, check the answer.
-async fn send_one(shared: &Shared, link: &mut Option<Connection>) -> Result<check::Verdict, Failure> {
+async fn send_one(shared: &Shared, link: &mut Option<Connection>) -> Result<check::Verdict, (Failure, Option<String>)> {
     if link.as_ref().is_none_or(Connection::is_closed) {
         *link = None;
         match tokio::time::timeout(shared.options.timeout, shared.connector.connect()).await {
             Ok(Ok(connection)) => *link = Some(connection),
             Ok(Err(_)) | Err(_) => {
                 tokio::time::sleep(RECONNECT_PAUSE).await;
-                return Err(Failure::Connect);
+                return Err((Failure::Connect, None));
             }
         }
     }
-    let connection = link.as_mut().ok_or(Failure::Connect)?;
+    let connection = link.as_mut().ok_or((Failure::Connect, None))?;
     let body = shared.reviews.next();
     let answer = tokio::time::timeout(
         shared.options.timeout,
@@ -236,12 +236,13 @@ async fn send_one(shared: &Shared, link: &mut Option<Connection>) -> Result<chec
     .await;
     let (status, answer) = match answer {
         Ok(Ok(answer)) => answer,
-        Ok(Err(failure)) => return Err(failure),
+        Ok(Err(failure)) => return Err((failure, None)),
         // The connection may be stuck: start a new one for the next request.
         Err(_) => {
             *link = None;
-            return Err(Failure::Timeout);
+            return Err((Failure::Timeout, None));
         }
     };
     check::check(status, &answer, &body.uid, shared.options.expect)
+        .map_err(|failure| (failure, Some(check::describe(status, &answer))))
 }
