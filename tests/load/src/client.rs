@@ -107,7 +107,8 @@ pub struct Connector {
 impl Connector {
     pub fn new(target: &Target, ca: &Path, protocol: Protocol) -> Result<Self, TlsSetupError> {
         let mut roots = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca).map_err(|error| TlsSetupError::Ca { path: ca.to_owned(), error })?;
+        let certs =
+            CertificateDer::pem_file_iter(ca).map_err(|error| TlsSetupError::Ca { path: ca.to_owned(), error })?;
         for cert in certs {
             let cert = cert.map_err(|error| TlsSetupError::Ca { path: ca.to_owned(), error })?;
             // A bundle may carry certificates rustls cannot use; the rest still count.
@@ -141,13 +142,15 @@ impl Connector {
         let io = TokioIo::new(tls);
         match self.protocol {
             Protocol::Http2 => {
-                let (sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(ConnectError::Http)?;
+                let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(ConnectError::Http)?;
                 tokio::spawn(connection);
                 Ok(Connection::H2(sender))
             }
             Protocol::Http1 => {
-                let (sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(ConnectError::Http)?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(io).await.map_err(ConnectError::Http)?;
                 tokio::spawn(connection);
                 Ok(Connection::H1(sender))
             }

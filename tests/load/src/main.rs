@@ -85,7 +85,7 @@ enum CliError {
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
-        Ok(failed) if failed == 0 => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(err) => {
             let mut text = format!("berth-load: {err}");

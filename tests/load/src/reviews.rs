@@ -110,7 +110,8 @@ impl Template {
         let value: Value =
             serde_json::from_slice(&text).map_err(|error| ReviewsError::NotJson { path: path.to_owned(), error })?;
         let uid = value["request"]["uid"].as_str().ok_or_else(|| ReviewsError::NoUid { path: path.to_owned() })?;
-        let quoted = serde_json::to_string(uid).map_err(|error| ReviewsError::NotJson { path: path.to_owned(), error })?;
+        let quoted =
+            serde_json::to_string(uid).map_err(|error| ReviewsError::NotJson { path: path.to_owned(), error })?;
         let found: Vec<usize> = find_all(&text, quoted.as_bytes());
         // The uid's text appears once (the usual case): keep the file's
         // bytes. Otherwise (the object's own uid is the same, say) fall back

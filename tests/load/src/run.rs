@@ -74,11 +74,8 @@ pub async fn run(options: Options, reviews: Reviews) -> Result<Report, RunError>
     };
     let mut links = Vec::with_capacity(options.workers());
     for index in 0..options.connections.max(1) {
-        let connection = connector.connect().await.map_err(|error| RunError::Connect {
-            index,
-            addr: options.target.addr,
-            error,
-        })?;
+        let connection =
+            connector.connect().await.map_err(|error| RunError::Connect { index, addr: options.target.addr, error })?;
         for _ in 1..streams {
             links.push(connection.share());
         }
@@ -115,10 +112,8 @@ pub async fn run(options: Options, reviews: Reviews) -> Result<Report, RunError>
         }
         None => (None, None),
     };
-    let workers: Vec<_> = links
-        .into_iter()
-        .map(|link| tokio::spawn(worker(shared.clone(), link, queue.clone())))
-        .collect();
+    let workers: Vec<_> =
+        links.into_iter().map(|link| tokio::spawn(worker(shared.clone(), link, queue.clone()))).collect();
     let mut stats = Stats::new();
     for worker in workers {
         stats.merge(worker.await.map_err(RunError::Worker)?);
