@@ -1,6 +1,11 @@
 //! The load generator against berth as a process, for about a second per
 //! run: every answer must pass its checks, and the counts must add up.
 //! Nothing here asserts speed; BENCHMARKS.md shows the figures.
+//!
+//! Two requests in flight at most: each plugin call has a 100 ms wall-clock
+//! deadline, and more evaluations than cores on a busy CI machine can trip
+//! it (berth then answers as the policy's failure mode says, which these
+//! checks would rightly count as failures).
 
 use berth_e2e::server::Server;
 use berth_load::{Expect, ExpectAllowed, ExpectPatch, Options, Protocol, Report, Reviews};
@@ -18,8 +23,9 @@ fn options(server: &Server, path: &str, protocol: Protocol, expect: Expect) -> O
         target: format!("https://127.0.0.1:{}{path}", server.listen.port()).parse().expect("a loopback URL"),
         ca: server.ca.clone(),
         protocol,
-        connections: 2,
-        streams: 4,
+        // h2: two streams on one connection; HTTP/1.1: one connection.
+        connections: 1,
+        streams: 2,
         rate: None,
         duration: Some(Duration::from_secs(1)),
         requests: None,
@@ -76,13 +82,13 @@ fn a_wrong_expectation_fails_every_request_by_name() {
 fn open_loop_sends_at_the_rate_and_replays_a_whole_directory() {
     let server = Server::start();
     let mut options = options(&server, "/mutate", Protocol::Http2, Expect::default());
-    options.rate = Some(200.0);
+    options.rate = Some(100.0);
     options.warmup = Duration::ZERO;
     let dir = fixture("pulsar/reviews");
     let report = run(options, std::slice::from_ref(&dir));
     assert_eq!(report.failed, 0, "{report}");
-    // One second at 200/s: 200 requests were due, each sent once.
-    assert!((199..=201).contains(&report.requests), "{report}");
+    // One second at 100/s: 100 requests were due, each sent once.
+    assert!((99..=101).contains(&report.requests), "{report}");
     let files = std::fs::read_dir(&dir).expect("fixtures").count();
     assert_eq!(report.reviews.len(), files, "every review of the directory is replayed");
     assert!(report.patched > 0 && report.patched < report.ok, "pods are patched, a DELETE is not: {report}");
