@@ -298,11 +298,12 @@ fn bad_settings_fail_the_load_with_the_policy_and_the_field() {
         }
         other => panic!("expected PolicySetError::Load with LoadError::Settings, got {other:?}"),
     }
-    let text = err.to_string();
-    assert!(text.contains("\"hostile-bad\"") && text.contains("settings.behaviour"), "{text}");
+    // The message gives the policy; its cause, the plugin's words.
+    let text = berth::error_chain(&err);
+    assert!(text.starts_with("policy \"hostile-bad\": ") && text.contains("settings.behaviour"), "{text}");
 
     bad = tolerations("tol-bad", &["a"]).replace("NoSchedule", "Sometimes");
-    let err = try_load(&[bad]).expect_err("bad effect").to_string();
+    let err = berth::error_chain(&try_load(&[bad]).expect_err("bad effect"));
     assert!(err.contains("\"tol-bad\"") && err.contains("tolerations[0].effect") && err.contains("Sometimes"), "{err}");
 }
 
@@ -361,5 +362,6 @@ fn a_sha256_pin_that_does_not_match_refuses_the_plugin() {
         matches!(&err, PolicySetError::Load { policy, error: LoadError::Checksum { .. } } if policy == "pinned"),
         "{err}"
     );
-    assert!(err.to_string().contains(&actual) && err.to_string().contains(&wrong), "{err}");
+    let text = berth::error_chain(&err);
+    assert!(text.contains(&actual) && text.contains(&wrong), "{text}");
 }
