@@ -7,7 +7,7 @@ mod host;
 mod plugin;
 
 /// The cluster facts a plugin is handed with each request (WIT `context`).
-pub use berth::policy::types::Context as PluginContext;
+pub use self::berth::policy::types::Context as PluginContext;
 pub use cache::ArtifactCache;
 pub use error::{LoadError, PluginError, RuntimeError};
 pub use plugin::{CallLimits, Plugin, PluginDecision, PluginVerdict};
