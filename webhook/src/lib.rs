@@ -83,8 +83,7 @@ mod tests {
         assert_no_repeats(&load);
         let context = crate::admission::PolicyError::Context(crate::cluster::ContextError::Timeout {
             kind: "Job",
-            namespace: "ns".into(),
-            name: "j".into(),
+            object: "ns/j".into(),
             after: std::time::Duration::from_secs(1),
         });
         assert_no_repeats(&context);

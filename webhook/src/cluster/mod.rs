@@ -45,16 +45,16 @@ pub enum ContextError {
     NotSynced(&'static str),
     #[error("this needs the {what} of the cluster, and {hint}")]
     Unavailable { what: &'static str, hint: &'static str },
-    #[error("looking up {kind} {namespace}/{name} in the Kubernetes API")]
+    /// `object` is `namespace/name`, or a cluster-scoped object's name.
+    #[error("looking up {kind} {object} in the Kubernetes API")]
     Lookup {
         kind: &'static str,
-        namespace: String,
-        name: String,
+        object: String,
         #[source]
         error: Arc<kube::Error>,
     },
-    #[error("looking up {kind} {namespace}/{name}: the Kubernetes API did not answer within {after:?}")]
-    Timeout { kind: &'static str, namespace: String, name: String, after: Duration },
+    #[error("looking up {kind} {object}: the Kubernetes API did not answer within {after:?}")]
+    Timeout { kind: &'static str, object: String, after: Duration },
 }
 
 /// What a configuration asks of the cluster; each part is watched only when

@@ -113,10 +113,10 @@ impl Fallback {
                 OwnerKind::DaemonSet => get::<DaemonSet>(client, namespace, name).await,
             }
         }));
-        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let object = format!("{namespace}/{name}");
         match found {
-            Err(_) => Err(ContextError::Timeout { kind: kind.kind(), namespace, name, after: LOOKUP_TIMEOUT }),
-            Ok(Err(error)) => Err(ContextError::Lookup { kind: kind.kind(), namespace, name, error: Arc::new(error) }),
+            Err(_) => Err(ContextError::Timeout { kind: kind.kind(), object, after: LOOKUP_TIMEOUT }),
+            Ok(Err(error)) => Err(ContextError::Lookup { kind: kind.kind(), object, error: Arc::new(error) }),
             Ok(Ok(None)) => Ok(None),
             Ok(Ok(Some(meta))) => Ok(Some(Arc::new(meta))),
         }
@@ -132,16 +132,10 @@ impl Fallback {
     ) -> Result<Option<Arc<Meta>>, ContextError> {
         let api = Api::<Namespace>::all(self.client.clone());
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let lookup =
-            |error| ContextError::Lookup { kind: "Namespace", namespace: String::new(), name: name.to_owned(), error };
+        let object = name.to_owned();
         match self.handle.block_on(tokio::time::timeout(left, api.get_metadata_opt(name))) {
-            Err(_) => Err(ContextError::Timeout {
-                kind: "Namespace",
-                namespace: String::new(),
-                name: name.to_owned(),
-                after: LOOKUP_TIMEOUT,
-            }),
-            Ok(Err(error)) => Err(lookup(Arc::new(error))),
+            Err(_) => Err(ContextError::Timeout { kind: "Namespace", object, after: LOOKUP_TIMEOUT }),
+            Ok(Err(error)) => Err(ContextError::Lookup { kind: "Namespace", object, error: Arc::new(error) }),
             Ok(Ok(found)) => Ok(found.map(|object| Arc::new(Meta::from_object_meta(&object.metadata)))),
         }
     }
