@@ -1,0 +1,15 @@
+//! The end-to-end suites: berth over real TLS, driven as kube-apiserver
+//! drives it. One module per suite, all in one test binary, because every
+//! test binary links wasmtime.
+
+mod audit;
+mod cluster;
+mod default_policy;
+mod deploy;
+mod eval;
+mod kube_standin;
+mod lifecycle;
+mod load;
+mod namespaces;
+mod server;
+mod updates;
