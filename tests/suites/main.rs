@@ -7,6 +7,7 @@ mod cluster;
 mod default_policy;
 mod deploy;
 mod eval;
+mod isolation;
 mod kube_standin;
 mod lifecycle;
 mod load;

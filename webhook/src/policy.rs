@@ -217,7 +217,7 @@ fn prepare(
         });
     }
     let name: Arc<str> = spec.name.as_str().into();
-    let limits = CallLimits { timeout: spec.timeout, memory: spec.memory_limit };
+    let limits = CallLimits { timeout: spec.timeout, memory: spec.memory_limit, isolation: spec.isolation };
     let settings = match &spec.settings {
         serde_json::Value::Null => "{}".to_owned(),
         value => value.to_string(),

@@ -26,13 +26,13 @@ pub(crate) fn capture_log(level: Level, message: &str) {
 }
 
 /// A plugin under test: its evaluate function and its settings.
-pub struct Harness<S: Settings> {
+pub struct Harness<S: Settings + 'static> {
     evaluate: fn(&Request<'_>, &S) -> Result<Verdict, Error>,
     settings: String,
     context: Context,
 }
 
-impl<S: Settings> Harness<S> {
+impl<S: Settings + 'static> Harness<S> {
     pub fn new(evaluate: fn(&Request<'_>, &S) -> Result<Verdict, Error>) -> Self {
         Self { evaluate, settings: "{}".to_owned(), context: Context::default() }
     }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub use audit::AuditSpec;
+pub use crate::runtime::Isolation;
 
 use crate::review::Operation;
 use serde::{Deserialize, Deserializer};
@@ -69,7 +70,11 @@ pub struct PolicySpec {
     /// What the plugin is told of the cluster besides the request.
     #[serde(default)]
     pub context: Vec<ContextItem>,
+    /// Whether calls may reuse a warm instance of the plugin.
+    #[serde(default)]
+    pub isolation: Isolation,
 }
+
 
 /// A fact of the cluster handed to a plugin with each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -3,7 +3,7 @@
 
 use super::berth::policy::host::{Host, Level};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -18,6 +18,8 @@ pub struct HostState {
     policy: Arc<str>,
     /// The last `error` log line: a panic message if a trap follows.
     pub(super) last_error: Option<String>,
+    /// When the current call must end.
+    pub(super) deadline: Instant,
 }
 
 impl HostState {
@@ -28,7 +30,20 @@ impl HostState {
             limiter: MemoryLimiter { limit: memory_limit, total: 0, exceeded: None },
             policy,
             last_error: None,
+            deadline: Instant::now(),
         }
+    }
+
+    /// Ready the store for one call of `policy`: its name in the log, its
+    /// memory cap, its deadline, and nothing left from the call before.
+    pub(super) fn arm(&mut self, policy: &Arc<str>, limits: super::CallLimits) {
+        if !Arc::ptr_eq(&self.policy, policy) {
+            self.policy = policy.clone();
+        }
+        self.limiter.limit = limits.memory;
+        self.limiter.exceeded = None;
+        self.last_error = None;
+        self.deadline = Instant::now() + limits.timeout;
     }
 }
 
@@ -110,6 +125,13 @@ pub struct MemoryLimiter {
     /// Bytes of linear memory in use across every memory of the instance.
     total: usize,
     pub(super) exceeded: Option<usize>,
+}
+
+impl MemoryLimiter {
+    /// Bytes of linear memory the instance holds.
+    pub(super) fn total(&self) -> usize {
+        self.total
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {

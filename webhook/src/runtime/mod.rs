@@ -10,11 +10,11 @@ mod plugin;
 pub use self::berth::policy::types::Context as PluginContext;
 pub use cache::ArtifactCache;
 pub use error::{LoadError, PluginError, RuntimeError};
-pub use plugin::{CallLimits, Plugin, PluginDecision, PluginVerdict};
+pub use plugin::{CallLimits, Isolation, Plugin, PluginDecision, PluginVerdict};
 
 use host::HostState;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::component::Linker;
@@ -36,6 +36,9 @@ pub struct RuntimeOptions {
     pub max_memory: usize,
     /// Instances alive at once: the cap on concurrent evaluations.
     pub max_instances: u32,
+    /// Idle instances kept warm for reuse, all plugins together. Their pool
+    /// slots come on top of `max_instances`, so calls never wait for them.
+    pub warm_instances: u32,
     /// Maximum wasm stack per call.
     pub max_wasm_stack: usize,
     /// Where compiled plugins are kept between restarts; `None` disables it.
@@ -44,7 +47,13 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        Self { max_memory: 256 << 20, max_instances: 64, max_wasm_stack: 512 << 10, cache: ArtifactCache::from_env() }
+        Self {
+            max_memory: 256 << 20,
+            max_instances: 64,
+            warm_instances: 32,
+            max_wasm_stack: 512 << 10,
+            cache: ArtifactCache::from_env(),
+        }
     }
 }
 
@@ -55,17 +64,19 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: ArtifactCache,
     max_memory: usize,
+    warm_budget: Arc<WarmBudget>,
     ticker: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let instances = options.max_instances + options.warm_instances;
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(options.max_instances)
-            .total_core_instances(options.max_instances * 4)
-            .total_memories(options.max_instances)
-            .total_tables(options.max_instances * 4)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances)
+            .total_tables(instances * 4)
             .max_memory_size(options.max_memory)
             // Bounded per component, so that one plugin cannot take many
             // pool slots; room for the few memories of JS or Python guests.
@@ -116,7 +127,15 @@ impl Runtime {
                 .map_err(RuntimeError::Ticker)?
         };
 
-        Ok(Self { engine, linker, cache: options.cache, max_memory: options.max_memory, ticker: Some(ticker), stop })
+        Ok(Self {
+            engine,
+            linker,
+            cache: options.cache,
+            max_memory: options.max_memory,
+            warm_budget: Arc::new(WarmBudget { idle: AtomicU32::new(0), max: options.warm_instances }),
+            ticker: Some(ticker),
+            stop,
+        })
     }
 
     /// Compile (or load from the cache) and pre-instantiate a plugin.
@@ -138,6 +157,29 @@ impl Runtime {
 
     pub(crate) fn cache(&self) -> &ArtifactCache {
         &self.cache
+    }
+
+    pub(crate) fn warm_budget(&self) -> &Arc<WarmBudget> {
+        &self.warm_budget
+    }
+}
+
+/// Counts the idle warm instances of every plugin against
+/// `RuntimeOptions::warm_instances`.
+pub(crate) struct WarmBudget {
+    idle: AtomicU32,
+    max: u32,
+}
+
+impl WarmBudget {
+    /// Take a slot for one more idle instance, if there is one.
+    fn acquire(&self) -> bool {
+        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| (idle < self.max).then_some(idle + 1)).is_ok()
+    }
+
+    /// An idle instance was taken for a call, or dropped.
+    fn release(&self) {
+        self.idle.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,12 +1,13 @@
-//! One loaded plugin: compiled once, pre-instantiated, and called in a fresh,
-//! bounded store every time.
+//! One loaded plugin: compiled once, pre-instantiated, and called in a
+//! bounded store: a warm instance reused by one call at a time, or a fresh
+//! one for policies that ask for `isolation: fresh`.
 
 use super::berth::policy::types::Decision as WitDecision;
 use super::error::{LoadError, PluginError};
 use super::host::{HostState, MemoryLimitExceeded, truncate};
 use super::{EPOCH_TICK, PolicyPre, Runtime};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -15,12 +16,40 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 pub struct CallLimits {
     pub timeout: Duration,
     pub memory: usize,
+    pub isolation: Isolation,
 }
 
 impl Default for CallLimits {
     fn default() -> Self {
-        Self { timeout: Duration::from_millis(100), memory: 64 << 20 }
+        Self { timeout: Duration::from_millis(100), memory: 64 << 20, isolation: Isolation::Reuse }
     }
+}
+
+/// How much one call of a plugin is kept apart from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A warm instance, used by one call at a time and thrown away after
+    /// any failure or 1,000 calls. Plugins are stateless by contract.
+    #[default]
+    Reuse,
+    /// A new instance for every call: for a plugin that keeps state.
+    Fresh,
+}
+
+/// A warm instance serves this many calls, then is thrown away: whatever a
+/// guest accumulates despite the stateless contract lives that long at most.
+const MAX_CALLS: u32 = 1000;
+
+/// A warm instance whose memories grew past this is not kept: one huge
+/// object must not pin its memory for good.
+const MAX_WARM_MEMORY: usize = 8 << 20;
+
+/// An instance between calls. Only one call uses it at a time.
+struct Warm {
+    store: Store<HostState>,
+    instance: super::Policy,
+    calls: u32,
 }
 
 /// What a plugin decided, as the host sees it.
@@ -46,6 +75,10 @@ pub struct Plugin {
     sha256: String,
     pre: PolicyPre<HostState>,
     engine: wasmtime::Engine,
+    /// Idle warm instances; shared by every policy using this plugin (the
+    /// store is re-armed with the policy's name and limits on each call).
+    warm: Mutex<Vec<Warm>>,
+    budget: Arc<super::WarmBudget>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -67,7 +100,14 @@ impl Plugin {
             .map_err(|error| LoadError::Link { source_name: source.to_owned(), error })?;
         let pre =
             PolicyPre::new(instance_pre).map_err(|error| LoadError::Link { source_name: source.to_owned(), error })?;
-        Ok(Self { source: source.to_owned(), sha256, pre, engine: runtime.engine().clone() })
+        Ok(Self {
+            source: source.to_owned(),
+            sha256,
+            pre,
+            engine: runtime.engine().clone(),
+            warm: Mutex::new(Vec::new()),
+            budget: runtime.warm_budget().clone(),
+        })
     }
 
     /// Where the plugin came from: `builtin:<name>` or a path.
@@ -83,13 +123,21 @@ impl Plugin {
     pub fn validate_settings(&self, policy: &Arc<str>, settings: &str, limits: CallLimits) -> Result<(), LoadError> {
         let (mut store, instance) = self.instantiate(policy, limits).map_err(LoadError::SettingsCall)?;
         match instance.call_validate_settings(&mut store, settings) {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                // Warm for the first request.
+                if limits.isolation == Isolation::Reuse {
+                    self.keep_warm(Warm { store, instance, calls: 1 });
+                }
+                Ok(())
+            }
             Ok(Err(message)) => Err(LoadError::Settings { message }),
             Err(err) => Err(LoadError::SettingsCall(classify(err, &store, limits))),
         }
     }
 
-    /// Call `evaluate` on an AdmissionRequest (JSON) in a fresh instance.
+    /// Call `evaluate` on an AdmissionRequest (JSON): in a warm instance,
+    /// unless the policy asks for a fresh one. An instance that failed in
+    /// any way is never used again.
     pub fn evaluate(
         &self,
         policy: &Arc<str>,
@@ -98,18 +146,52 @@ impl Plugin {
         context: &super::PluginContext,
         limits: CallLimits,
     ) -> Result<PluginVerdict, PluginError> {
-        let (mut store, instance) = self.instantiate(policy, limits)?;
-        let verdict = match instance.call_evaluate(&mut store, request, settings, context) {
+        let warm = match limits.isolation {
+            Isolation::Reuse => self.take_warm(),
+            Isolation::Fresh => None,
+        };
+        // Another policy's instance may have grown past this one's cap.
+        let mut warm = match warm.filter(|warm| warm.store.data().limiter.total() <= limits.memory) {
+            Some(warm) => warm,
+            None => {
+                let (store, instance) = self.instantiate(policy, limits)?;
+                Warm { store, instance, calls: 0 }
+            }
+        };
+        warm.store.data_mut().arm(policy, limits);
+        warm.store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        warm.calls += 1;
+        let verdict = match warm.instance.call_evaluate(&mut warm.store, request, settings, context) {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => return Err(PluginError::Policy(message)),
-            Err(err) => return Err(classify(err, &store, limits)),
+            Err(err) => return Err(classify(err, &warm.store, limits)),
         };
+        if limits.isolation == Isolation::Reuse {
+            self.keep_warm(warm);
+        }
         let decision = match verdict.decision {
             WitDecision::Allow => PluginDecision::Allow,
             WitDecision::Deny(denial) => PluginDecision::Deny { message: denial.message, code: denial.code },
             WitDecision::Mutate(patch) => PluginDecision::Mutate(patch),
         };
         Ok(PluginVerdict { decision, warnings: verdict.warnings })
+    }
+
+    fn take_warm(&self) -> Option<Warm> {
+        let warm = self.warm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()?;
+        self.budget.release();
+        Some(warm)
+    }
+
+    /// Keep an instance for the next call, if it is still worth keeping and
+    /// the runtime has a slot to spare for it.
+    fn keep_warm(&self, warm: Warm) {
+        if warm.calls >= MAX_CALLS || warm.store.data().limiter.total() > MAX_WARM_MEMORY {
+            return;
+        }
+        if self.budget.acquire() {
+            self.warm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(warm);
+        }
     }
 
     fn instantiate(
@@ -123,10 +205,11 @@ impl Plugin {
         // Epochs only say when to look at the clock: the ticker can lag under
         // load and then catch up in a burst, so the decision is taken
         // against real time, never early and at most a tick or two late.
-        let deadline = Instant::now() + limits.timeout;
+        store.data_mut().arm(policy, limits);
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(|store| {
             let now = Instant::now();
+            let deadline = store.data().deadline;
             if now >= deadline {
                 return Ok(UpdateDeadline::Interrupt);
             }
@@ -135,6 +218,15 @@ impl Plugin {
         match self.pre.instantiate(&mut store) {
             Ok(instance) => Ok((store, instance)),
             Err(err) => Err(classify(err, &store, limits)),
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let warm = self.warm.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for _ in warm.drain(..) {
+            self.budget.release();
         }
     }
 }

@@ -21,6 +21,7 @@ fn runtime() -> &'static Runtime {
         Runtime::new(RuntimeOptions {
             max_memory: 64 << 20,
             max_instances: 16,
+            warm_instances: 16,
             max_wasm_stack: 512 << 10,
             cache: ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache")),
         })
@@ -262,7 +263,10 @@ fn every_hostile_kind_under_fail_is_denied_with_its_kind() {
         [("trap", "trap"), ("panic", "panic"), ("stack-overflow", "stack_overflow"), ("memory-bomb", "out_of_memory")]
     {
         let name = format!("hostile-{behaviour}");
-        let admitted = admit_bookie(&load(&[hostile(&name, behaviour, "Fail")]));
+        // A deadline far off, so that on a busy machine the memory bomb
+        // reaches its cap before its deadline.
+        let policy = hostile(&name, behaviour, "Fail").replace("mode: mutate", "mode: mutate\n    timeout: 5s");
+        let admitted = admit_bookie(&load(&[policy]));
         assert!(!admitted.response.allowed, "{behaviour}");
         let message = &admitted.response.status.as_ref().expect("status").message;
         assert!(message.contains(&name) && message.contains(&format!("({kind})")), "{behaviour}: {message}");

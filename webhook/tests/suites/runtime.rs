@@ -3,7 +3,7 @@
 //! error, and the same plugin, on the same runtime, answers the next call.
 
 use berth::runtime::{
-    ArtifactCache, CallLimits, LoadError, Plugin, PluginContext, PluginDecision, PluginError, PluginVerdict, Runtime,
+    ArtifactCache, CallLimits, Isolation, LoadError, Plugin, PluginContext, PluginDecision, PluginError, PluginVerdict, Runtime,
     RuntimeOptions,
 };
 use serde_json::{Value, json};
@@ -38,13 +38,14 @@ fn settings(behaviour: &str) -> String {
 }
 
 fn limits(timeout_ms: u64, memory: usize) -> CallLimits {
-    CallLimits { timeout: Duration::from_millis(timeout_ms), memory }
+    CallLimits { timeout: Duration::from_millis(timeout_ms), memory, ..CallLimits::default() }
 }
 
 fn options(max_instances: u32) -> RuntimeOptions {
     RuntimeOptions {
         max_memory: 64 * MIB,
         max_instances,
+        warm_instances: 8,
         max_wasm_stack: 512 << 10,
         cache: ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache")),
     }
@@ -192,7 +193,10 @@ fn settings_are_validated_with_the_field_named() {
 #[test]
 fn plugins_see_no_environment_files_network_or_clock() {
     let plugin = hostile();
-    let probe = || evaluate(plugin, "probe-env", "probe", CallLimits::default()).expect("probe-env answers");
+    // Fresh instances: within one warm instance std's HashMap seeds advance
+    // from map to map, as they do in any process.
+    let fresh = CallLimits { isolation: Isolation::Fresh, ..CallLimits::default() };
+    let probe = || evaluate(plugin, "probe-env", "probe", fresh).expect("probe-env answers");
     let first = probe();
     let [report] = first.warnings.as_slice() else { panic!("one warning expected: {first:?}") };
     let report: Value = serde_json::from_str(report).expect("the probe reports JSON");
@@ -217,15 +221,44 @@ fn plugins_see_no_environment_files_network_or_clock() {
     }
 }
 
+/// A hostile plugin of its own: the tests below watch one plugin's warm
+/// instances, which other tests' calls on the shared plugin would take.
+fn own_hostile(runtime: &Runtime) -> Plugin {
+    let (source, wasm) = hostile_wasm();
+    runtime.load(&source, &wasm).expect("hostile plugin loads")
+}
+
+/// `isolation: fresh`: even a plugin that keeps state, against the
+/// contract, sees nothing of the request before.
 #[test]
 fn fresh_instances_keep_requests_apart() {
-    let plugin = hostile();
+    let runtime = Runtime::new(options(4)).expect("runtime starts");
+    let plugin = own_hostile(&runtime);
+    let fresh = CallLimits { isolation: Isolation::Fresh, ..CallLimits::default() };
     let secret = "uid-A-2f9c51e0-secret";
-    let a = evaluate(plugin, "leak", secret, CallLimits::default()).expect("leak answers");
+    let a = evaluate(&plugin, "leak", secret, fresh).expect("leak answers");
     assert_eq!(a.warnings, ["previous uid: none"]);
-    let b = evaluate(plugin, "leak", "uid-B", CallLimits::default()).expect("leak answers");
+    let b = evaluate(&plugin, "leak", "uid-B", fresh).expect("leak answers");
     assert_eq!(b.warnings, ["previous uid: none"], "state survived between requests");
     assert!(!format!("{b:?}").contains(secret), "request B saw request A's uid: {b:?}");
+}
+
+/// By default calls reuse a warm instance, so a guest's globals do survive
+/// between calls: that is why plugins must be stateless (and why one that
+/// is not asks for `isolation: fresh`). An instance that failed is thrown
+/// away, never reused.
+#[test]
+fn a_warm_instance_is_reused_until_it_fails() {
+    let runtime = Runtime::new(options(4)).expect("runtime starts");
+    let plugin = own_hostile(&runtime);
+    let reuse = CallLimits::default();
+    let a = evaluate(&plugin, "leak", "uid-A", reuse).expect("leak answers");
+    assert_eq!(a.warnings, ["previous uid: none"]);
+    let b = evaluate(&plugin, "leak", "uid-B", reuse).expect("leak answers");
+    assert_eq!(b.warnings, ["previous uid: uid-A"], "the second call did not reuse the first's instance");
+    evaluate(&plugin, "trap", "uid-T", reuse).expect_err("trap fails");
+    let c = evaluate(&plugin, "leak", "uid-C", reuse).expect("leak answers");
+    assert_eq!(c.warnings, ["previous uid: none"], "the instance that trapped was used again");
 }
 
 /// Traps must hand their pooled instance slot back: far more hostile calls
