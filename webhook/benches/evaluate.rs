@@ -28,7 +28,7 @@ use berth::admission::{Endpoint, admit};
 use berth::config::{Config, Source};
 use berth::policy::PolicySet;
 use berth::review::Review;
-use berth::runtime::{ArtifactCache, CallLimits, PluginContext, PluginDecision, Runtime, RuntimeOptions};
+use berth::runtime::{ArtifactCache, CallLimits, PluginContext, PluginDecision, PluginRequest, Runtime, RuntimeOptions};
 
 const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 use berth_plugin_tolerations::TolerationsSettings;
@@ -53,7 +53,9 @@ fn runtime() -> Runtime {
 
 fn bench(c: &mut Criterion) {
     let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture");
-    let raw_request = Review::parse(&body).expect("a valid review").raw_request.to_owned();
+    let mut review = Review::parse(&body).expect("a valid review");
+    let info = review.request.to_json_without_objects();
+    let input = PluginRequest { request: &info, object: review.raw_object, old_object: review.raw_old_object };
     let runtime = runtime();
     let tolerations = runtime
         .load("builtin:tolerations", berth::builtin::get("tolerations").expect("tolerations is bundled"))
@@ -63,17 +65,17 @@ fn bench(c: &mut Criterion) {
 
     // Sanity: every variant does the same work and gets the same patch.
     let wasm_patch =
-        match tolerations.evaluate(&policy, &raw_request, SETTINGS, &NO_CONTEXT, limits).expect("evaluates").decision {
+        match tolerations.evaluate(&policy, input, SETTINGS, &NO_CONTEXT, limits).expect("evaluates").decision {
             PluginDecision::Mutate(patch) => patch,
             other => panic!("expected a patch, got {other:?}"),
         };
-    assert_eq!(native_evaluate(&raw_request, SETTINGS).as_deref(), Some(wasm_patch.as_str()));
+    assert_eq!(native_evaluate(input, SETTINGS).as_deref(), Some(wasm_patch.as_str()));
 
     let mut group = c.benchmark_group("bookie");
 
     group.bench_function("wasm_evaluate", |b| {
         b.iter(|| {
-            tolerations.evaluate(&policy, black_box(&raw_request), SETTINGS, &NO_CONTEXT, limits).expect("evaluates")
+            tolerations.evaluate(&policy, black_box(input), SETTINGS, &NO_CONTEXT, limits).expect("evaluates")
         })
     });
 
@@ -99,7 +101,7 @@ fn bench(c: &mut Criterion) {
                         for _ in 0..iters {
                             black_box(
                                 tolerations
-                                    .evaluate(&policy, &raw_request, SETTINGS, &NO_CONTEXT, limits)
+                                    .evaluate(&policy, input, SETTINGS, &NO_CONTEXT, limits)
                                     .expect("evaluates"),
                             );
                         }
@@ -141,7 +143,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("parse_review", |b| b.iter(|| Review::parse(black_box(&body)).expect("a valid review")));
 
     group.bench_function("native_evaluate", |b| {
-        b.iter(|| native_evaluate(black_box(&raw_request), SETTINGS).expect("a patch"))
+        b.iter(|| native_evaluate(black_box(input), SETTINGS).expect("a patch"))
     });
 
     let object: serde_json::Value =
@@ -167,7 +169,13 @@ fn bench(c: &mut Criterion) {
         group.bench_function("instantiate_empty_evaluate", |b| {
             b.iter(|| {
                 hostile
-                    .evaluate(&policy, black_box(r#"{"uid":"u"}"#), r#"{"behaviour":"ok"}"#, &NO_CONTEXT, limits)
+                    .evaluate(
+                        &policy,
+                        black_box(PluginRequest { request: r#"{"uid":"u"}"#, object: None, old_object: None }),
+                        r#"{"behaviour":"ok"}"#,
+                        &NO_CONTEXT,
+                        limits,
+                    )
                     .expect("allows")
             })
         });
@@ -178,11 +186,9 @@ fn bench(c: &mut Criterion) {
 
 /// The tolerations plugin natively, through the steps its component glue
 /// takes: parse the settings, parse the request, evaluate, serialize the patch.
-fn native_evaluate(request: &str, settings: &str) -> Option<String> {
+fn native_evaluate(input: PluginRequest<'_>, settings: &str) -> Option<String> {
     let settings: TolerationsSettings = serde_json::from_str(settings).expect("settings parse");
-    // berth_sdk::Request, named through the plugin's signature (berth does
-    // not depend on the SDK); `Request::parse` is this same call.
-    let request = serde_json::from_str(request).expect("request parses");
+    let request = berth_sdk::Request::parse(input.request, input.object, input.old_object).expect("request parses");
     let verdict = berth_plugin_tolerations::evaluate(&request, &settings).expect("evaluates");
     verdict.patch().map(|patch| patch.to_json())
 }

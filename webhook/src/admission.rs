@@ -7,7 +7,7 @@ use crate::config::{FailurePolicy, Mode};
 use crate::patch::{PatchError, WorkingCopy};
 use crate::policy::{Matched, Policy, PolicySet};
 use crate::review::{AdmissionRequest, AdmissionResponse, Review};
-use crate::runtime::{PluginDecision, PluginError};
+use crate::runtime::{PluginDecision, PluginError, PluginRequest};
 use json_patch::PatchOperation;
 use serde_json::Value;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ pub fn admit(policies: &PolicySet, endpoint: Endpoint, review: Review<'_>) -> Ad
 /// The one step both endpoints share; what a verdict means differs.
 fn judge(
     matched: &Matched<'_>,
-    request: &str,
+    request: PluginRequest<'_>,
     response: &mut AdmissionResponse,
 ) -> (Result<PluginDecision, PolicyError>, Duration) {
     let Matched { policy, context } = matched;
@@ -128,23 +128,30 @@ fn judge(
 }
 
 fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
-    let Review { mut request, raw_request } = review;
+    let Review { mut request, raw_object, raw_old_object } = review;
     let mut response = AdmissionResponse::from(&request);
     let mut outcomes = Vec::with_capacity(matched.len());
     let mut working = WorkingCopy::new();
+    let info = plugin_request_text(matched, &mut request);
     let original = request.object.take().unwrap_or(Value::Null);
-    // The request as the next plugin sees it, re-serialized only after a
-    // change and only when a plugin is about to read it; until then plugins
-    // get the apiserver's own text.
-    let mut changed_request: Option<String> = None;
+    // The object as the next plugin sees it, serialized only after a change
+    // and only when a plugin is about to read it; until then plugins get
+    // the apiserver's own text.
+    let mut changed_object: Option<String> = None;
     let mut mutated_by = Vec::new();
 
     for one in matched {
         let policy = one.policy;
-        if changed_request.is_none() && working.changed_object().is_some() {
-            changed_request = Some(reserialize(&mut request, &mut working));
+        if changed_object.is_none()
+            && let Some(object) = working.changed_object()
+        {
+            changed_object = Some(object.to_string());
         }
-        let input = changed_request.as_deref().unwrap_or(raw_request);
+        let input = PluginRequest {
+            request: &info,
+            object: changed_object.as_deref().or(raw_object),
+            old_object: raw_old_object,
+        };
         let (decision, elapsed) = judge(one, input, &mut response);
         let result = match decision {
             Err(error) => failed(error, policy),
@@ -158,7 +165,7 @@ fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
                 Ok(ops) => {
                     let ops = ops.to_vec();
                     // Serialized again only if another policy runs.
-                    changed_request = None;
+                    changed_object = None;
                     mutated_by.push(policy.name.to_string());
                     PolicyResult::Mutated(ops)
                 }
@@ -194,12 +201,15 @@ fn finish(
 }
 
 fn validate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
-    let mut response = AdmissionResponse::from(&review.request);
+    let Review { mut request, raw_object, raw_old_object } = review;
+    let mut response = AdmissionResponse::from(&request);
     let mut outcomes = Vec::with_capacity(matched.len());
     let mut denials: Vec<(u16, String)> = Vec::new();
+    let info = plugin_request_text(matched, &mut request);
+    let input = PluginRequest { request: &info, object: raw_object, old_object: raw_old_object };
     for one in matched {
         let policy = one.policy;
-        let (decision, elapsed) = judge(one, review.raw_request, &mut response);
+        let (decision, elapsed) = judge(one, input, &mut response);
         let result = match decision {
             Err(error) => failed(error, policy),
             Ok(PluginDecision::Allow) => PolicyResult::Allowed,
@@ -237,16 +247,13 @@ fn validate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
             .join(",");
         response.audit_annotations.insert("denied-by".to_owned(), denied_by);
     }
-    Admitted { request: review.request, response, outcomes }
+    Admitted { request, response, outcomes }
 }
 
-/// Serialize the request around the working copy, for the next plugin.
-fn reserialize(request: &mut AdmissionRequest, working: &mut WorkingCopy) -> String {
-    request.object = working.take();
-    // Serializing a Value-backed struct cannot fail.
-    let text = serde_json::to_string(&request).unwrap_or_default();
-    working.put_back(request.object.take());
-    text
+/// The request without its objects, as every plugin of this review gets
+/// it: serialized once, and only if a plugin runs.
+fn plugin_request_text(matched: &[Matched<'_>], request: &mut AdmissionRequest) -> String {
+    if matched.is_empty() { String::new() } else { request.to_json_without_objects() }
 }
 
 fn failed(error: impl Into<PolicyError>, policy: &Policy) -> PolicyResult {

@@ -37,16 +37,6 @@ impl WorkingCopy {
         self.object.as_ref()
     }
 
-    /// Take the current object out (to serialize a request around it); put
-    /// it back with [`WorkingCopy::put_back`].
-    pub fn take(&mut self) -> Option<Value> {
-        self.object.take()
-    }
-
-    pub fn put_back(&mut self, object: Option<Value>) {
-        self.object = object;
-    }
-
     /// Apply one plugin's patch and return its ops. On any error the
     /// working copy is unchanged.
     pub fn apply(&mut self, original: &Value, patch_json: &str) -> Result<&[PatchOperation], PatchError> {

@@ -39,12 +39,24 @@ struct Envelope<'a> {
     request: Option<&'a RawValue>,
 }
 
-/// A parsed review: the typed request, and the request's original JSON text,
-/// which the first plugin is handed as is.
+/// The objects of a request as the apiserver sent them, as JSON text:
+/// plugins are handed them as they are.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawObjects<'a> {
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
+}
+
+/// A parsed review: the typed request, and its objects' JSON texts as the
+/// apiserver sent them (`None` for an absent or null object).
 #[derive(Debug)]
 pub struct Review<'a> {
     pub request: AdmissionRequest,
-    pub raw_request: &'a str,
+    pub raw_object: Option<&'a str>,
+    pub raw_old_object: Option<&'a str>,
 }
 
 impl<'a> Review<'a> {
@@ -63,7 +75,9 @@ impl<'a> Review<'a> {
         if request.uid.is_empty() {
             return Err(ReviewError::MissingUid);
         }
-        Ok(Self { request, raw_request: raw.get() })
+        let objects: RawObjects<'a> = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
+        let text = |raw: Option<&'a RawValue>| raw.map(RawValue::get).filter(|text| *text != "null");
+        Ok(Self { request, raw_object: text(objects.object), raw_old_object: text(objects.old_object) })
     }
 }
 
@@ -145,9 +159,9 @@ pub struct AdmissionRequest {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_object: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
@@ -158,6 +172,16 @@ pub struct AdmissionRequest {
 impl AdmissionRequest {
     pub fn is_dry_run(&self) -> bool {
         self.dry_run.unwrap_or(false)
+    }
+
+    /// The request as JSON without its objects: what a plugin gets besides
+    /// them (WIT `evaluate`'s `request`).
+    pub fn to_json_without_objects(&mut self) -> String {
+        let objects = (self.object.take(), self.old_object.take());
+        // Serializing a Value-backed struct cannot fail.
+        let text = serde_json::to_string(self).unwrap_or_default();
+        (self.object, self.old_object) = objects;
+        text
     }
 
     /// The object policies are about: `object`, or `oldObject` on DELETE.
@@ -272,11 +296,19 @@ mod tests {
     const POD: &str = r#"{"uid":"abc","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","object":{"metadata":{"generateName":"job-"}}}"#;
 
     #[test]
-    fn parses_and_keeps_the_raw_request() {
+    fn parses_and_keeps_the_objects_text() {
         let body = review(POD);
-        let parsed = Review::parse(body.as_bytes()).unwrap();
+        let mut parsed = Review::parse(body.as_bytes()).unwrap();
         assert_eq!(parsed.request.uid, "abc");
-        assert_eq!(parsed.raw_request, POD);
+        assert_eq!(parsed.raw_object, Some(r#"{"metadata":{"generateName":"job-"}}"#));
+        assert_eq!(parsed.raw_old_object, None);
+        let without: Value = serde_json::from_str(&parsed.request.to_json_without_objects()).unwrap();
+        assert_eq!(without["uid"], "abc");
+        assert!(without.get("object").is_none() && without.get("oldObject").is_none(), "{without}");
+        assert!(parsed.request.object.is_some(), "the objects are put back");
+        let delete = review(&POD.replace(r#""object":{"metadata":{"generateName":"job-"}}"#, r#""object":null,"oldObject":{"a":1}"#));
+        let deleted = Review::parse(delete.as_bytes()).unwrap();
+        assert_eq!((deleted.raw_object, deleted.raw_old_object), (None, Some(r#"{"a":1}"#)));
         assert_eq!(parsed.request.display_name(), "job-");
         assert_eq!(AdmissionResponse::from(&parsed.request).uid, "abc");
     }

@@ -16,12 +16,13 @@
 //! use berth_sdk::pod::PodImages;
 //! use berth_sdk::Request;
 //!
+//! // As `evaluate` gets them: the request, and its objects apart.
 //! let json = r#"{"uid": "u", "operation": "UPDATE", "subResource": "ephemeralcontainers",
-//!     "kind": {"version": "v1", "kind": "Pod"}, "resource": {"version": "v1", "resource": "pods"},
-//!     "oldObject": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}},
-//!     "object": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}],
-//!                         "ephemeralContainers": [{"name": "debug", "image": "busybox:1.36"}]}}}"#;
-//! let request = Request::parse(json).unwrap();
+//!     "kind": {"version": "v1", "kind": "Pod"}, "resource": {"version": "v1", "resource": "pods"}}"#;
+//! let old = r#"{"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}"#;
+//! let new = r#"{"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}],
+//!                        "ephemeralContainers": [{"name": "debug", "image": "busybox:1.36"}]}}"#;
+//! let request = Request::parse(json, Some(new), Some(old)).unwrap();
 //! let pod: PodImages = request.object().unwrap();
 //! let changes = Changes::of(&request).unwrap();
 //! let new: Vec<_> = changes.new_images(&pod.spec).map(|c| (c.name, c.image)).collect();
@@ -103,6 +104,7 @@ fn old_image<'a>(old: &'a Containers, container: &ContainerImage<'_>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::WireRequest;
     use serde_json::{Value, json};
 
     fn request(operation: &str, sub: Option<&str>, old: Value, object: Value) -> String {
@@ -117,8 +119,13 @@ mod tests {
         request.to_string()
     }
 
+    fn wire(json: &str) -> WireRequest {
+        WireRequest::from_request(&serde_json::from_str(json).unwrap())
+    }
+
     fn new_images(json: &str) -> Vec<(&'static str, String, String)> {
-        let request = Request::parse(json).unwrap();
+        let wire = wire(json);
+        let request = wire.parse().unwrap();
         let pod: PodImages = request.object().unwrap();
         let changes = Changes::of(&request).unwrap();
         changes.new_images(&pod.spec).map(|c| (c.list, c.name.to_owned(), c.image.to_owned())).collect()
@@ -138,8 +145,8 @@ mod tests {
                               "containers": [{"name": "app", "image": "nginx"}]}));
         let json = request("CREATE", None, Value::Null, pod);
         assert_eq!(new_images(&json), [owned("initContainers", "init", "alpine"), owned("containers", "app", "nginx")]);
-        let request = Request::parse(&json).unwrap();
-        assert!(!Changes::of(&request).unwrap().is_update());
+        let wire = wire(&json);
+        assert!(!Changes::of(&wire.parse().unwrap()).unwrap().is_update());
     }
 
     #[test]
@@ -211,8 +218,8 @@ mod tests {
     fn an_update_without_old_object_is_an_error() {
         for old in [Value::Null, json!("not a pod")] {
             let json = request("UPDATE", None, old.clone(), spec(json!({})));
-            let request = Request::parse(&json).unwrap();
-            let err = Changes::of(&request).unwrap_err();
+            let wire = wire(&json);
+            let err = Changes::of(&wire.parse().unwrap()).unwrap_err();
             assert!(err.message().contains("oldObject"), "{old}: {}", err.message());
         }
     }

@@ -18,14 +18,18 @@ pub fn validate_settings<S: Settings + 'static>(json: &str) -> Result<(), String
     parsed_settings::<S>(json).map(|_| ())
 }
 
+/// One `evaluate` call: `request` is the AdmissionRequest JSON without its
+/// objects, which come apart as JSON text.
 pub fn evaluate<S: Settings + 'static>(
     evaluate: fn(&Request<'_>, &S) -> Result<Verdict, Error>,
     request: &str,
+    object: Option<&str>,
+    old_object: Option<&str>,
     settings: &str,
     context: Context,
 ) -> Result<Verdict, String> {
     let settings = parsed_settings::<S>(settings)?;
-    let mut request = Request::parse(request).map_err(|err| err.to_string())?;
+    let mut request = Request::parse(request, object, old_object).map_err(|err| err.to_string())?;
     request.context = context;
     evaluate(&request, &settings).map_err(|err| err.to_string())
 }

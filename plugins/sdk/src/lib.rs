@@ -113,13 +113,22 @@ macro_rules! export_plugin {
                 }
                 fn evaluate(
                     request: String,
+                    object: Option<String>,
+                    old_object: Option<String>,
                     settings: String,
                     context: $crate::guest::WitContext,
                 ) -> Result<$crate::guest::WitVerdict, String> {
                     $crate::guest::install_panic_hook();
                     let context = $crate::guest::from_wit(context);
-                    $crate::glue::evaluate::<$settings>($evaluate, &request, &settings, context)
-                        .map($crate::guest::into_wit)
+                    $crate::glue::evaluate::<$settings>(
+                        $evaluate,
+                        &request,
+                        object.as_deref(),
+                        old_object.as_deref(),
+                        &settings,
+                        context,
+                    )
+                    .map($crate::guest::into_wit)
                 }
             }
     $crate::guest::export!(Plugin with_types_in $crate::guest);

@@ -1,11 +1,11 @@
 use crate::Error;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 
-/// The AdmissionRequest a plugin judges. The objects stay raw JSON until a
-/// plugin asks for them, typed as it likes: parsing only the fields a policy
-/// reads is what keeps a plugin call cheap.
+/// The AdmissionRequest a plugin judges. Its objects come apart from it, as
+/// JSON text, and stay text until a plugin asks for them, typed as it likes:
+/// parsing each object once, and only the fields a policy reads, is what
+/// keeps a plugin call cheap.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request<'a> {
@@ -21,10 +21,11 @@ pub struct Request<'a> {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
+    /// Handed apart from the request (WIT `evaluate`), never parsed with it.
+    #[serde(skip)]
+    object: Option<&'a str>,
+    #[serde(skip)]
+    old_object: Option<&'a str>,
     #[serde(default)]
     pub dry_run: bool,
     /// What berth knows of the cluster (not part of the AdmissionRequest).
@@ -76,9 +77,16 @@ pub enum Operation {
 }
 
 impl<'a> Request<'a> {
-    /// Parse an AdmissionRequest (the `request` of an AdmissionReview).
-    pub fn parse(json: &'a str) -> Result<Self, Error> {
-        serde_json::from_str(json).map_err(|err| Error::msg(format!("invalid AdmissionRequest: {err}")))
+    /// Parse an AdmissionRequest (the `request` of an AdmissionReview,
+    /// without its objects) and take its objects' JSON texts, as `evaluate`
+    /// gets them. An `object` or `oldObject` still inside `request` is
+    /// skipped, not parsed.
+    pub fn parse(request: &'a str, object: Option<&'a str>, old_object: Option<&'a str>) -> Result<Self, Error> {
+        let mut parsed: Self = serde_json::from_str(request)
+            .map_err(|err| Error::msg(format!("invalid AdmissionRequest: {err}")))?;
+        parsed.object = object.filter(|text| text.trim() != "null");
+        parsed.old_object = old_object.filter(|text| text.trim() != "null");
+        Ok(parsed)
     }
 
     /// The cluster facts the policy asked for.
@@ -89,20 +97,15 @@ impl<'a> Request<'a> {
     /// The object being admitted, as `T`. Unknown fields are skipped, so a
     /// small struct with only the fields the policy reads is the fast path.
     pub fn object<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let raw = self
-            .object
-            .filter(|raw| raw.get() != "null")
-            .ok_or_else(|| Error::msg(format!("{:?} request has no object", self.operation)))?;
-        serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("object: {err}")))
+        let text = self.object.ok_or_else(|| Error::msg(format!("{:?} request has no object", self.operation)))?;
+        serde_json::from_str(text).map_err(|err| Error::msg(format!("object: {err}")))
     }
 
     /// The stored object, for UPDATE and DELETE.
     pub fn old_object<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let raw = self
-            .old_object
-            .filter(|raw| raw.get() != "null")
-            .ok_or_else(|| Error::msg(format!("{:?} request has no oldObject", self.operation)))?;
-        serde_json::from_str(raw.get()).map_err(|err| Error::msg(format!("oldObject: {err}")))
+        let text =
+            self.old_object.ok_or_else(|| Error::msg(format!("{:?} request has no oldObject", self.operation)))?;
+        serde_json::from_str(text).map_err(|err| Error::msg(format!("oldObject: {err}")))
     }
 
     /// Fail unless the request is for an object of `kind` (`Pod`), with the
@@ -118,7 +121,7 @@ impl<'a> Request<'a> {
 
     /// Whether the request carries an object (it does not for DELETE).
     pub fn has_object(&self) -> bool {
-        self.object.is_some_and(|raw| raw.get() != "null")
+        self.object.is_some()
     }
 
     /// The object as a typed Pod.
@@ -160,12 +163,12 @@ mod tests {
     #[test]
     fn require_kind_names_the_plugin_and_both_kinds() {
         let json = request("Pod");
-        let pod = Request::parse(&json).unwrap();
+        let pod = Request::parse(&json, None, None).unwrap();
         assert_eq!(pod.require_kind("Pod", "tolerations"), Ok(()));
         let err = pod.require_kind("PersistentVolumeClaim", "storage-class").unwrap_err();
         assert_eq!(err.message(), "storage-class applies to PersistentVolumeClaims, not Pod");
         let json = request("PersistentVolumeClaim");
-        let claim = Request::parse(&json).unwrap();
+        let claim = Request::parse(&json, None, None).unwrap();
         let err = claim.require_kind("Pod", "tolerations").unwrap_err();
         assert_eq!(err.message(), "tolerations applies to Pods, not PersistentVolumeClaim");
         // Kinds are case-sensitive, as the apiserver sends them.

@@ -70,9 +70,43 @@ impl<S: Settings + 'static> Harness<S> {
     /// Evaluate an AdmissionRequest value.
     pub fn run_request(&self, request: Value) -> Outcome {
         LOGS.with(|logs| logs.borrow_mut().clear());
-        let result = glue::evaluate::<S>(self.evaluate, &request.to_string(), &self.settings, self.context.clone());
+        let wire = WireRequest::from_request(&request);
+        let result = glue::evaluate::<S>(
+            self.evaluate,
+            &wire.request,
+            wire.object.as_deref(),
+            wire.old_object.as_deref(),
+            &self.settings,
+            self.context.clone(),
+        );
         let logs = LOGS.with(|logs| std::mem::take(&mut *logs.borrow_mut()));
         Outcome { request, result, logs }
+    }
+}
+
+/// An AdmissionRequest as berth hands it to a plugin: the request without
+/// its objects, and each object as its own JSON text.
+#[derive(Debug, Clone)]
+pub struct WireRequest {
+    pub request: String,
+    pub object: Option<String>,
+    pub old_object: Option<String>,
+}
+
+impl WireRequest {
+    /// Split an AdmissionRequest value as berth does.
+    pub fn from_request(request: &Value) -> Self {
+        let mut rest = request.clone();
+        let mut take = |key: &str| {
+            rest.as_object_mut().and_then(|fields| fields.remove(key)).filter(|v| !v.is_null()).map(|v| v.to_string())
+        };
+        let (object, old_object) = (take("object"), take("oldObject"));
+        Self { request: rest.to_string(), object, old_object }
+    }
+
+    /// The [`Request`] a plugin's `evaluate` gets.
+    pub fn parse(&self) -> Result<Request<'_>, Error> {
+        Request::parse(&self.request, self.object.as_deref(), self.old_object.as_deref())
     }
 }
 

@@ -10,7 +10,7 @@ mod plugin;
 pub use self::berth::policy::types::Context as PluginContext;
 pub use cache::ArtifactCache;
 pub use error::{LoadError, PluginError, RuntimeError};
-pub use plugin::{CallLimits, Isolation, Plugin, PluginDecision, PluginVerdict};
+pub use plugin::{CallLimits, Isolation, Plugin, PluginDecision, PluginRequest, PluginVerdict};
 
 use host::HostState;
 use std::sync::Arc;

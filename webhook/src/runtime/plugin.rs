@@ -52,6 +52,15 @@ struct Warm {
     calls: u32,
 }
 
+/// One admission request as a plugin gets it (WIT `evaluate`): the
+/// AdmissionRequest JSON without its objects, and each object's JSON text.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginRequest<'a> {
+    pub request: &'a str,
+    pub object: Option<&'a str>,
+    pub old_object: Option<&'a str>,
+}
+
 /// What a plugin decided, as the host sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginVerdict {
@@ -135,13 +144,13 @@ impl Plugin {
         }
     }
 
-    /// Call `evaluate` on an AdmissionRequest (JSON): in a warm instance,
+    /// Call `evaluate` on one admission request: in a warm instance,
     /// unless the policy asks for a fresh one. An instance that failed in
     /// any way is never used again.
     pub fn evaluate(
         &self,
         policy: &Arc<str>,
-        request: &str,
+        request: PluginRequest<'_>,
         settings: &str,
         context: &super::PluginContext,
         limits: CallLimits,
@@ -161,7 +170,8 @@ impl Plugin {
         warm.store.data_mut().arm(policy, limits);
         warm.store.set_epoch_deadline(deadline_ticks(limits.timeout));
         warm.calls += 1;
-        let verdict = match warm.instance.call_evaluate(&mut warm.store, request, settings, context) {
+        let PluginRequest { request, object, old_object } = request;
+        let verdict = match warm.instance.call_evaluate(&mut warm.store, request, object, old_object, settings, context) {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => return Err(PluginError::Policy(message)),
             Err(err) => return Err(classify(err, &warm.store, limits)),

@@ -3,7 +3,8 @@
 //! error, and the same plugin, on the same runtime, answers the next call.
 
 use berth::runtime::{
-    ArtifactCache, CallLimits, Isolation, LoadError, Plugin, PluginContext, PluginDecision, PluginError, PluginVerdict, Runtime,
+    ArtifactCache, CallLimits, Isolation, LoadError, Plugin, PluginContext, PluginDecision, PluginError, PluginRequest,
+    PluginVerdict, Runtime,
     RuntimeOptions,
 };
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 
 const MIB: usize = 1 << 20;
 
+/// A request without its objects, as plugins get it; [`OBJECT`] comes apart.
 fn request(uid: &str) -> String {
     json!({
         "uid": uid,
@@ -26,11 +28,16 @@ fn request(uid: &str) -> String {
         "namespace": "default",
         "operation": "CREATE",
         "userInfo": {"username": "system:serviceaccount:kube-system:statefulset-controller"},
-        "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}, "spec": {"containers": []}},
-        "oldObject": null,
         "dryRun": false
     })
     .to_string()
+}
+
+const OBJECT: &str =
+    r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}, "spec": {"containers": []}}"#;
+
+fn call(request: &str) -> PluginRequest<'_> {
+    PluginRequest { request, object: Some(OBJECT), old_object: None }
 }
 
 fn settings(behaviour: &str) -> String {
@@ -75,7 +82,7 @@ fn policy() -> Arc<str> {
 }
 
 fn evaluate(plugin: &Plugin, behaviour: &str, uid: &str, limits: CallLimits) -> Result<PluginVerdict, PluginError> {
-    plugin.evaluate(&policy(), &request(uid), &settings(behaviour), &NO_CONTEXT, limits)
+    plugin.evaluate(&policy(), call(&request(uid)), &settings(behaviour), &NO_CONTEXT, limits)
 }
 
 /// After a hostile call, a well-behaved call on the same plugin works.
@@ -157,7 +164,7 @@ fn panic_is_a_panic_with_its_message() {
 fn an_error_returned_by_the_plugin_is_a_policy_error() {
     let plugin = hostile();
     let err = plugin
-        .evaluate(&policy(), "this is no AdmissionRequest", &settings("ok"), &NO_CONTEXT, CallLimits::default())
+        .evaluate(&policy(), call("this is no AdmissionRequest"), &settings("ok"), &NO_CONTEXT, CallLimits::default())
         .expect_err("refused");
     assert!(matches!(&err, PluginError::Policy(message) if message.contains("invalid AdmissionRequest")), "{err:?}");
     assert!(!err.poisons_instance());
@@ -317,13 +324,13 @@ fn compiled_plugins_are_cached_and_a_damaged_entry_is_recompiled() {
     let second = Runtime::new(options()).expect("runtime");
     let plugin = second.load(&source, &wasm).expect("loads from the cache");
     assert_eq!(std::fs::read(&cached[0]).expect("artifact"), stored, "a cache hit rewrites nothing");
-    assert!(plugin.evaluate(&"p".into(), &request("a"), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
+    assert!(plugin.evaluate(&"p".into(), call(&request("a")), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
 
     // A damaged artifact fails wasmtime's checks and is compiled again.
     std::fs::write(&cached[0], b"not a compiled component").expect("damage");
     let third = Runtime::new(options()).expect("runtime");
     let plugin = third.load(&source, &wasm).expect("recompiles");
-    assert!(plugin.evaluate(&"p".into(), &request("b"), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
+    assert!(plugin.evaluate(&"p".into(), call(&request("b")), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
     assert_ne!(
         std::fs::read(&cached[0]).expect("artifact"),
         b"not a compiled component",
@@ -352,13 +359,13 @@ fn the_memory_limit_counts_every_memory_of_the_component() {
     let wat = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wat/three-memories.wat")).expect("wat");
     let plugin = runtime.load("three-memories.wat", &wat).expect("the component compiles");
     let err = plugin
-        .evaluate(&policy(), &request("a"), "{}", &NO_CONTEXT, limits(1000, 64 * MIB))
+        .evaluate(&policy(), call(&request("a")), "{}", &NO_CONTEXT, limits(1000, 64 * MIB))
         .expect_err("187.5 MiB > 64 MiB");
     assert!(
         matches!(err, PluginError::OutOfMemory { limit, desired } if limit == 64 * MIB && desired > 64 * MIB),
         "{err:?}"
     );
     let verdict =
-        plugin.evaluate(&policy(), &request("b"), "{}", &NO_CONTEXT, limits(1000, 200 * MIB)).expect("fits in 200 MiB");
+        plugin.evaluate(&policy(), call(&request("b")), "{}", &NO_CONTEXT, limits(1000, 200 * MIB)).expect("fits in 200 MiB");
     assert_eq!(verdict.decision, PluginDecision::Allow);
 }

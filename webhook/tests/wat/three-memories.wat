@@ -21,7 +21,7 @@
       (global.set $bump (i32.add (local.get $r) (local.get 3)))
       (local.get $r))
     (func (export "validate") (param i32 i32) (result i32) (i32.const 16))
-    (func (export "evaluate") (param i32 i32 i32 i32 i32 i32 i32) (result i32)
+    (func (export "evaluate") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
       (local $i i32)
       (local.set $i (i32.const 1048576))
       (loop $l
@@ -40,7 +40,7 @@
   (export $context2 "context" (type $context))
   (func $vs (param "settings" string) (result (result (error string)))
     (canon lift (core func $m "validate") (memory (core memory $m "memory")) (realloc (core func $m "realloc"))))
-  (func $ev (param "request" string) (param "settings" string) (param "context" $context2) (result (result $verdict2 (error string)))
+  (func $ev (param "request" string) (param "object" (option string)) (param "old-object" (option string)) (param "settings" string) (param "context" $context2) (result (result $verdict2 (error string)))
     (canon lift (core func $m "evaluate") (memory (core memory $m "memory")) (realloc (core func $m "realloc"))))
   (export "validate-settings" (func $vs))
   (export "evaluate" (func $ev))

@@ -278,7 +278,13 @@ mod guest {
             super::validate_settings(&settings)
         }
 
-        fn evaluate(request: String, settings: String, _context: Context) -> Result<Verdict, String> {
+        fn evaluate(
+            request: String,
+            _object: Option<String>,
+            _old_object: Option<String>,
+            settings: String,
+            _context: Context,
+        ) -> Result<Verdict, String> {
             install_panic_hook();
             let verdict = super::evaluate(&request, &settings)?;
             let decision = match verdict.decision {
