@@ -12,4 +12,5 @@ mod lifecycle;
 mod load;
 mod namespaces;
 mod server;
+mod soak;
 mod updates;
