@@ -599,7 +599,7 @@ struct Chaos {
     rotations: u64,
     stalls: u64,
     absences: u64,
-    /// Good configurations refused because validating a hostile plugin's
+    /// Configurations refused because validating a hostile plugin's
     /// settings missed its deadline, and written again.
     retried: u64,
 }
@@ -635,20 +635,29 @@ async fn reload(server: &Server, soak: &Path, contents: &str) -> Result<(), Stri
     }
 }
 
-/// Load generation `n` of the soak's configuration, which must load.
 /// Validating the hostile plugins' settings runs under their 50 ms
-/// deadline, which a busy machine can miss; berth then refuses the
-/// configuration (and does not try the unchanged file again), so the soak
-/// writes it once more and counts the retry for the report.
-async fn load_generation(server: &Server, soak: &Path, n: usize, retried: &mut u64) {
+/// deadline, which a busy machine can miss: berth then refuses the
+/// configuration for that (and does not try the unchanged file again). So
+/// a refusal for that reason is written again, up to three times, and
+/// counted for the report; the verdict returned is on the configuration
+/// itself.
+async fn reload_retrying(server: &Server, soak: &Path, contents: &str, retried: &mut u64) -> Result<(), String> {
+    let mut verdict = Ok(());
     for attempt in 0..3 {
-        match reload(server, soak, &format!("{}# attempt {attempt}\n", soak_config(n))).await {
-            Ok(()) => return,
+        verdict = reload(server, soak, &format!("{contents}# attempt {attempt}\n")).await;
+        match &verdict {
             Err(reason) if reason.contains("validating settings failed: timed out") => *retried += 1,
-            Err(reason) => panic!("a good configuration was refused: {reason}"),
+            _ => return verdict,
         }
     }
-    panic!("generation {n} of the configuration was refused three times, its settings' validation timing out");
+    verdict
+}
+
+/// Load generation `n` of the soak's configuration, which must load.
+async fn load_generation(server: &Server, soak: &Path, n: usize, retried: &mut u64) {
+    if let Err(reason) = reload_retrying(server, soak, &soak_config(n), retried).await {
+        panic!("generation {n} of the configuration was refused: {reason}");
+    }
 }
 
 /// Faults in turn until the end: a reload, a certificate rotation, a
@@ -702,7 +711,9 @@ async fn chaos(
             }
             3 => {
                 let broken = soak_config(generation).replacen("behaviour: ", "behaviour: nonsense-", 1);
-                let reason = reload(server, soak, &broken).await.expect_err("a broken configuration is refused");
+                let reason = reload_retrying(server, soak, &broken, &mut done.retried)
+                    .await
+                    .expect_err("a broken configuration is refused");
                 assert!(
                     reason.contains("policy \"soak-hostile-ignore\"")
                         && reason.contains("unknown behaviour \"nonsense-"),
