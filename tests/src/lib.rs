@@ -8,3 +8,4 @@ pub mod fixtures;
 pub mod jsonpatch;
 pub mod kube;
 pub mod server;
+pub mod slow;

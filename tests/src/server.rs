@@ -25,6 +25,14 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/berth-test-cache")
 }
 
+/// A process's resident set size in KiB (`VmRSS`, Linux), or `None` if
+/// there is no such process.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 /// The berth binary cargo built for this package's suites: beside the
 /// `deps/` directory the suite itself runs from.
 pub fn binary() -> PathBuf {
@@ -60,6 +68,17 @@ impl Server {
         let status =
             Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill runs");
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether the process has not exited (it may have crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().expect("try_wait").is_none())
+    }
+
+    /// The process's resident set size in KiB (`VmRSS`, Linux), or `None`
+    /// once it has exited.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid())
     }
 
     /// Wait for the process to exit; its exit status.

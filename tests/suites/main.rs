@@ -13,4 +13,5 @@ mod lifecycle;
 mod load;
 mod namespaces;
 mod server;
+mod soak;
 mod updates;
