@@ -11,5 +11,6 @@ mod kube_standin;
 mod lifecycle;
 mod load;
 mod namespaces;
+mod pinned;
 mod server;
 mod updates;
