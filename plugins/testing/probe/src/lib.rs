@@ -97,6 +97,7 @@ fn outcome<T, E: Display>(result: Result<T, E>, data: impl FnOnce(T) -> Value) -
 }
 
 fn file(path: &str) -> Value {
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))] // the raw WASI readings add to it
     let mut seen = json!({
         "read": outcome(std::fs::read_to_string(path), Value::from),
         "write": outcome(std::fs::write(format!("{path}.written"), b"written by the probe plugin"), |()| json!("written")),
@@ -115,6 +116,7 @@ fn file(path: &str) -> Value {
 }
 
 fn env() -> Value {
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))] // the raw WASI readings add to it
     let mut seen = json!({
         "vars": std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()).collect::<Vec<_>>(),
         "args": std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect::<Vec<_>>(),
@@ -134,6 +136,7 @@ fn env() -> Value {
 fn net(connect: &str) -> Value {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))] // the raw WASI readings add to it
     let mut seen = json!({
         "tcp_connect": outcome(TcpStream::connect(connect), |mut stream| {
             let wrote = stream.write_all(b"probe").is_ok();
@@ -180,6 +183,7 @@ fn clock() -> Value {
     pass_time();
     let elapsed = started.elapsed().as_nanos() as u64;
     let second = wall();
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))] // the raw WASI readings add to it
     let mut seen = json!({
         "wall_ns": [first.to_string(), second.to_string()],
         "instant_elapsed_ns": elapsed,
@@ -203,6 +207,7 @@ fn random() -> Value {
     use std::hash::BuildHasher;
     // std seeds every HashMap from the host's randomness.
     let hash = || std::collections::hash_map::RandomState::new().hash_one("berth").to_string();
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))] // the raw WASI readings add to it
     let mut seen = json!({ "hashmap_seed": [hash(), hash()] });
     #[cfg(target_arch = "wasm32")]
     {
