@@ -289,4 +289,8 @@ fn summary_of_the_default_policy_over_every_chart() {
         assert!(stdout.contains(expected), "summary lacks {expected:?}:\n{stdout}");
     }
     println!("{stdout}");
+    // The shared options before the subcommand: the same summary.
+    let (status, before, stderr) = Server::cli(&["audit", "--log", &log.display().to_string(), "summary"]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(before, stdout);
 }

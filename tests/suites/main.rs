@@ -12,6 +12,7 @@ mod kube_standin;
 mod lifecycle;
 mod load;
 mod namespaces;
+mod pinned;
 mod server;
 mod soak;
 mod updates;

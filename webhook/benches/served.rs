@@ -76,6 +76,7 @@ impl Served {
             watch_interval: Duration::from_secs(1),
             runtime: RuntimeOptions { cache: cache(), max_instances: workers as u32 + 8, ..RuntimeOptions::default() },
             audit_log: Some(dir.join("audit.log")),
+            require_pinned: false,
             kube: None,
         };
         // As `berth serve` builds its runtime (cli/serve.rs).

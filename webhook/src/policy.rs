@@ -34,6 +34,10 @@ pub enum PolicySetError {
         "policy {policy:?}: {what} needs the cluster's objects, and berth has none here: give `berth eval` a --context file (the owners as `kubectl get -o yaml` shows them), or run `berth serve` in a cluster or with --kube-api (RBAC: docs/CONFIG.md)"
     )]
     NoCluster { policy: String, what: &'static str },
+    #[error(
+        "policy {policy:?} ({origin}): plugin {plugin} has no sha256 pin, and --require-pinned refuses unpinned plugins; check that it is the plugin you mean to run, then pin it in the policy: {pin}"
+    )]
+    Unpinned { policy: String, origin: String, plugin: String, pin: String },
     #[error("policy {policy:?}: memoryLimit {limit} is above the runtime's maximum {max}")]
     MemoryLimit { policy: String, limit: usize, max: usize },
     #[error("policy {policy:?}")]
@@ -158,6 +162,35 @@ impl PolicySet {
     }
 }
 
+/// `--require-pinned`: refuse every policy whose plugin file has no
+/// `sha256` pin. Bundled plugins (`builtin:`) are part of the berth binary
+/// and pinned with it. The error gives the file's digest as it is now, so
+/// that pinning it is one line once it has been checked.
+pub fn require_pinned(sources: &[Source]) -> Result<(), PolicySetError> {
+    for source in sources {
+        for spec in &source.config.policies {
+            if spec.sha256.is_some() || spec.plugin.starts_with(builtin::PREFIX) {
+                continue;
+            }
+            let path = source.base_dir.join(&spec.plugin);
+            let pin = match std::fs::read(&path) {
+                Ok(wasm) => {
+                    use sha2::Digest;
+                    format!("`sha256: {}`", hex::encode(sha2::Sha256::digest(wasm)))
+                }
+                Err(_) => format!("`sha256:` and the digest `sha256sum {}` prints", path.display()),
+            };
+            return Err(PolicySetError::Unpinned {
+                policy: spec.name.clone(),
+                origin: source.origin.clone(),
+                plugin: spec.plugin.clone(),
+                pin,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What `sources` need of the cluster, all policies together.
 pub fn needs(sources: &[Source]) -> Needs {
     sources.iter().flat_map(|source| &source.config.policies).fold(Needs::default(), |needs, spec| {
@@ -235,4 +268,44 @@ fn prepare(
         settings,
         context: spec.context.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn source(yaml: &str, dir: &std::path::Path) -> Source {
+        let config = Config::parse(yaml, "berth.yaml").expect("the test configuration parses");
+        Source { config, base_dir: dir.to_owned(), origin: "berth.yaml".into() }
+    }
+
+    fn policy(name: &str, plugin: &str, pin: Option<&str>) -> String {
+        let pin = pin.map(|sha| format!("    sha256: {sha}\n")).unwrap_or_default();
+        format!("  - name: {name}\n    plugin: {plugin}\n{pin}    mode: validate\n")
+    }
+
+    #[test]
+    fn require_pinned_refuses_only_unpinned_plugin_files() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("p.wasm"), b"not really wasm").expect("write");
+        let digest = hex::encode(sha2::Sha256::digest(b"not really wasm"));
+        let pinned = policy("pinned", "p.wasm", Some(&digest));
+        let bundled = policy("bundled", "builtin:tolerations", None);
+        let ok = format!("policies:\n{pinned}{bundled}");
+        require_pinned(&[source(&ok, dir.path())]).expect("pinned files and bundled plugins pass");
+
+        let unpinned = format!("policies:\n{pinned}{}", policy("loose", "p.wasm", None));
+        let err = require_pinned(&[source(&unpinned, dir.path())]).expect_err("an unpinned file");
+        assert!(matches!(&err, PolicySetError::Unpinned { policy, .. } if policy == "loose"), "{err:?}");
+        let text = crate::error_chain(&err);
+        assert!(text.starts_with("policy \"loose\" (berth.yaml): plugin p.wasm has no sha256 pin"), "{text}");
+        assert!(text.contains("--require-pinned") && text.contains(&format!("`sha256: {digest}`")), "{text}");
+
+        // A file that is not there yet: the message says how to get the digest.
+        let missing = format!("policies:\n{}", policy("later", "later.wasm", None));
+        let text = crate::error_chain(&require_pinned(&[source(&missing, dir.path())]).expect_err("unpinned"));
+        assert!(text.contains("sha256sum") && text.contains("later.wasm"), "{text}");
+    }
 }

@@ -13,12 +13,17 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
     #[command(subcommand)]
     command: Option<AuditCommand>,
+    /// The options the list and `summary` share. They are global, so that
+    /// `berth audit --log F summary` and `berth audit summary --log F` both
+    /// work: users type both orders.
     #[command(flatten)]
-    list: ListArgs,
+    shared: SharedArgs,
+    /// Keep reading records as they are written (rotation included).
+    #[arg(long, short)]
+    follow: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,28 +33,18 @@ enum AuditCommand {
 }
 
 #[derive(Debug, clap::Args)]
-struct ListArgs {
+struct SharedArgs {
     #[command(flatten)]
     logs: LogArgs,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Keep reading records as they are written (rotation included).
-    #[arg(long, short)]
-    follow: bool,
     /// How to print.
-    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
 }
 
 #[derive(Debug, clap::Args)]
 struct SummaryArgs {
-    #[command(flatten)]
-    logs: LogArgs,
-    #[command(flatten)]
-    filter: FilterArgs,
-    /// How to print.
-    #[arg(long, short, value_enum, default_value_t = Output::Table)]
-    output: Output,
     /// Rows per table.
     #[arg(long, default_value_t = 20)]
     top: usize,
@@ -61,35 +56,35 @@ struct LogArgs {
     /// oldest first) or a directory of logs. Repeat to merge several
     /// replicas' logs by time. Default: audit.path of --config, else
     /// berth-audit.log.
-    #[arg(long = "log", value_name = "PATH")]
+    #[arg(long = "log", value_name = "PATH", global = true)]
     logs: Vec<PathBuf>,
     /// berth.yaml, for its audit.path.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 struct FilterArgs {
     /// Records at or after this: an RFC 3339 time, or a duration ago (1h, 30m, 2d).
-    #[arg(long, value_name = "TIME|DURATION")]
+    #[arg(long, value_name = "TIME|DURATION", global = true)]
     since: Option<String>,
     /// Records before this: an RFC 3339 time, or a duration ago.
-    #[arg(long, value_name = "TIME|DURATION")]
+    #[arg(long, value_name = "TIME|DURATION", global = true)]
     until: Option<String>,
     /// Only this namespace (repeat for several; a trailing * matches a prefix).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     namespace: Vec<String>,
     /// Only this policy.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     policy: Vec<String>,
     /// Only this kind (Pod) or resource (pods).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     kind: Vec<String>,
     /// Only this user (system:serviceaccount:ci:*).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     user: Vec<String>,
     /// Only records of this decision.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, global = true)]
     decision: Vec<DecisionArg>,
 }
 
@@ -111,8 +106,12 @@ enum Output {
 impl AuditArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let result = match self.command {
-            Some(AuditCommand::Summary(args)) => args.run(),
-            None => self.list.run(),
+            // A summary counts a finished window; following never finishes.
+            Some(AuditCommand::Summary(_)) if self.follow => Err(anyhow::anyhow!(
+                "--follow reads records as they come and `summary` counts a window: use one or the other"
+            )),
+            Some(AuditCommand::Summary(args)) => args.run(self.shared),
+            None => list(self.shared, self.follow),
         };
         match result {
             // `berth audit | head`: not an error.
@@ -206,47 +205,45 @@ fn row(record: &AuditRecord) -> [String; 9] {
     ]
 }
 
-impl ListArgs {
-    fn run(self) -> anyhow::Result<ExitCode> {
-        let paths = self.logs.paths()?;
-        let filter = self.filter.filter()?;
-        let mut reader =
-            if self.follow { LogReader::follow(&paths, filter)? } else { LogReader::open(&paths, filter)? };
-        let mut out = io::stdout().lock();
-        let mut table = Table::new(HEADER);
-        let mut shown = 0usize;
-        while let Some(entry) = reader.next_entry() {
-            warn(&mut reader);
-            shown += 1;
-            match self.output {
-                Output::Json => writeln!(out, "{}", entry.line)?,
-                Output::Table => table.row(row(&entry.record)),
-            }
-        }
+/// `berth audit`: the records, as a table or as written.
+fn list(shared: SharedArgs, follow: bool) -> anyhow::Result<ExitCode> {
+    let paths = shared.logs.paths()?;
+    let filter = shared.filter.filter()?;
+    let mut reader = if follow { LogReader::follow(&paths, filter)? } else { LogReader::open(&paths, filter)? };
+    let mut out = io::stdout().lock();
+    let mut table = Table::new(HEADER);
+    let mut shown = 0usize;
+    while let Some(entry) = reader.next_entry() {
         warn(&mut reader);
-        if self.output == Output::Table && (!table.is_empty() || self.follow) {
-            write!(out, "{}", table.render())?;
+        shown += 1;
+        match shared.output {
+            Output::Json => writeln!(out, "{}", entry.line)?,
+            Output::Table => table.row(row(&entry.record)),
+        }
+    }
+    warn(&mut reader);
+    if shared.output == Output::Table && (!table.is_empty() || follow) {
+        write!(out, "{}", table.render())?;
+    }
+    out.flush()?;
+    if !follow {
+        if shown == 0 {
+            eprintln!("no audit records match (read {})", describe(&reader));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Following: rows as they come, in the backlog's column widths.
+    let widths: Vec<usize> = table.widths().into_iter().map(|w| w.max(12)).collect();
+    loop {
+        let entries: Vec<Entry> = reader.poll(Duration::from_millis(500));
+        warn(&mut reader);
+        for entry in entries {
+            match shared.output {
+                Output::Json => writeln!(out, "{}", entry.line)?,
+                Output::Table => write!(out, "{}", format_row(&row(&entry.record), &widths))?,
+            }
         }
         out.flush()?;
-        if !self.follow {
-            if shown == 0 {
-                eprintln!("no audit records match (read {})", describe(&reader));
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        // Following: rows as they come, in the backlog's column widths.
-        let widths: Vec<usize> = table.widths().into_iter().map(|w| w.max(12)).collect();
-        loop {
-            let entries: Vec<Entry> = reader.poll(Duration::from_millis(500));
-            warn(&mut reader);
-            for entry in entries {
-                match self.output {
-                    Output::Json => writeln!(out, "{}", entry.line)?,
-                    Output::Table => write!(out, "{}", format_row(&row(&entry.record), &widths))?,
-                }
-            }
-            out.flush()?;
-        }
     }
 }
 
@@ -256,9 +253,9 @@ fn describe(reader: &LogReader) -> String {
 }
 
 impl SummaryArgs {
-    fn run(self) -> anyhow::Result<ExitCode> {
-        let paths = self.logs.paths()?;
-        let filter = self.filter.filter()?;
+    fn run(self, shared: SharedArgs) -> anyhow::Result<ExitCode> {
+        let paths = shared.logs.paths()?;
+        let filter = shared.filter.filter()?;
         let window = (filter.since, filter.until);
         let mut reader = LogReader::open(&paths, filter)?;
         let mut summary = Summary::default();
@@ -268,7 +265,7 @@ impl SummaryArgs {
         }
         warn(&mut reader);
         let mut out = io::stdout().lock();
-        match self.output {
+        match shared.output {
             Output::Table => write!(out, "{}", summary.render(window, self.top))?,
             Output::Json => {
                 writeln!(out, "{}", serde_json::to_string_pretty(&summary).context("encoding the summary")?)?
@@ -276,5 +273,62 @@ impl SummaryArgs {
         }
         out.flush()?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<AuditArgs, clap::Error> {
+        let args = super::super::Args::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))?;
+        match args.command {
+            super::super::Command::Audit(audit) => Ok(audit),
+            other => panic!("not `berth audit`: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shared_options_go_before_or_after_summary() {
+        let orders: [&[&str]; 3] = [
+            &["audit", "--log", "a.log", "--since", "1h", "-n", "pulsar", "-o", "json", "summary", "--top", "5"],
+            &["audit", "summary", "--log", "a.log", "--since", "1h", "-n", "pulsar", "-o", "json", "--top", "5"],
+            &[
+                "audit",
+                "--log",
+                "a.log",
+                "-o",
+                "json",
+                "summary",
+                "--top",
+                "5",
+                "--namespace",
+                "pulsar",
+                "--since",
+                "1h",
+            ],
+        ];
+        for args in orders {
+            let audit = parse(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            assert!(matches!(audit.command, Some(AuditCommand::Summary(SummaryArgs { top: 5 }))), "{args:?}");
+            assert_eq!(audit.shared.logs.logs, [PathBuf::from("a.log")], "{args:?}");
+            assert_eq!(audit.shared.filter.since.as_deref(), Some("1h"), "{args:?}");
+            assert_eq!(audit.shared.filter.namespace, ["pulsar"], "{args:?}");
+            assert_eq!(audit.shared.output, Output::Json, "{args:?}");
+        }
+        let list = parse(&["audit", "--log", "a.log", "--decision", "denied"]).expect("the list parses");
+        assert!(list.command.is_none());
+        assert_eq!(list.shared.logs.logs, [PathBuf::from("a.log")]);
+        assert_eq!(list.shared.output, Output::Table);
+        let summary = parse(&["audit", "summary"]).expect("no options at all");
+        assert!(summary.shared.logs.logs.is_empty() && summary.shared.output == Output::Table);
+    }
+
+    #[test]
+    fn follow_is_for_the_list_only() {
+        assert!(parse(&["audit", "summary", "--follow"]).is_err());
+        let err = parse(&["audit", "--follow", "summary"]).expect("parses").run().expect_err("refused");
+        assert!(err.to_string().contains("--follow"), "{err}");
     }
 }

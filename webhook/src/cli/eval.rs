@@ -52,6 +52,9 @@ impl EvalArgs {
         } else {
             self.config.iter().map(|path| Config::read(path)).collect::<Result<_, _>>()?
         };
+        if self.runtime.require_pinned {
+            crate::policy::require_pinned(&sources)?;
+        }
         let runtime = self.runtime.runtime()?;
         // Without --context, a request that needs a lookup fails its policy,
         // naming --context; with it, lookups read the files.

@@ -52,6 +52,11 @@ struct RuntimeArgs {
     /// $BERTH_CACHE_DIR (an explicit flag beats the environment).
     #[arg(long)]
     no_cache: bool,
+    /// Refuse every policy whose plugin file has no `sha256` pin (bundled
+    /// `builtin:` plugins are pinned by the binary). `berth serve` applies
+    /// it to every configuration reload too.
+    #[arg(long)]
+    require_pinned: bool,
 }
 
 impl RuntimeArgs {

@@ -99,6 +99,7 @@ impl ServeArgs {
             watch_interval: self.watch_interval,
             runtime,
             audit_log: self.audit_log,
+            require_pinned: self.runtime.require_pinned,
             kube,
         };
         let tokio = tokio::runtime::Builder::new_multi_thread()

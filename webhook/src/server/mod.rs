@@ -103,6 +103,8 @@ pub struct ServeOptions {
     pub runtime: RuntimeOptions,
     /// Overrides the configuration's `audit.path`.
     pub audit_log: Option<PathBuf>,
+    /// Refuse unpinned plugin files, at start-up and on every reload.
+    pub require_pinned: bool,
     /// The Kubernetes API, for what policies read of the cluster (namespace
     /// labels, owners, the default StorageClass).
     pub kube: Option<ApiConfig>,
@@ -120,6 +122,8 @@ pub struct App {
     /// The configuration's `audit:` section as berth started with it: a
     /// reload that changes it is told that it takes a restart.
     audit_section: Option<crate::config::AuditSpec>,
+    /// `--require-pinned`, which reloads honour too.
+    require_pinned: bool,
 }
 
 /// Run until SIGTERM or SIGINT, then drain and return.
@@ -152,6 +156,9 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     // The audit log is opened once; a reload changes policies, not where
     // records go (two writers on one file would tear each other's lines).
     let sources = sources(&options.config)?;
+    if options.require_pinned {
+        crate::policy::require_pinned(&sources)?;
+    }
     let audit_section = audit_section(&sources);
     let mut audit_spec = audit_section.clone().unwrap_or_default();
     if let Some(path) = &options.audit_log {
@@ -170,6 +177,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         max_body: options.max_body,
         audit,
         audit_section,
+        require_pinned: options.require_pinned,
     });
     routes::serve_metrics(metrics_listener, app.clone());
     // Serve while loading: /healthz answers at once; /readyz, /mutate and

@@ -49,6 +49,11 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[P
         Ok(sources) => sources,
         Err(err) => return refused(app, why, &err),
     };
+    if app.require_pinned
+        && let Err(err) = crate::policy::require_pinned(&sources)
+    {
+        return refused(app, why, &err);
+    }
     let audit = super::audit_section(&sources);
     // A configuration that newly needs a kind of the cluster starts its
     // watch now, and is swapped in once it has synced (below).

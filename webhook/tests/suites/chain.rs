@@ -56,13 +56,13 @@ fn tolerations(name: &str, keys: &[&str]) -> String {
 }
 
 fn try_load(items: &[String]) -> Result<PolicySet, PolicySetError> {
+    try_load_in(items, berth::cluster::Cluster::none())
+}
+
+fn try_load_in(items: &[String], cluster: berth::cluster::Cluster) -> Result<PolicySet, PolicySetError> {
     let yaml = format!("policies:\n{}", items.concat());
     let config = Config::parse(&yaml, "test").unwrap_or_else(|err| panic!("{err}\n{yaml}"));
-    PolicySet::load(
-        runtime(),
-        &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }],
-        berth::cluster::Cluster::none(),
-    )
+    PolicySet::load(runtime(), &[Source { config, base_dir: PathBuf::new(), origin: "test".into() }], cluster)
 }
 
 fn load(items: &[String]) -> PolicySet {
@@ -258,22 +258,6 @@ fn timeout_under_ignore_is_skipped() {
 }
 
 #[test]
-fn every_hostile_kind_under_fail_is_denied_with_its_kind() {
-    for (behaviour, kind) in
-        [("trap", "trap"), ("panic", "panic"), ("stack-overflow", "stack_overflow"), ("memory-bomb", "out_of_memory")]
-    {
-        let name = format!("hostile-{behaviour}");
-        // A deadline far off, so that on a busy machine the memory bomb
-        // reaches its cap before its deadline.
-        let policy = hostile(&name, behaviour, "Fail").replace("mode: mutate", "mode: mutate\n    timeout: 5s");
-        let admitted = admit_bookie(&load(&[policy]));
-        assert!(!admitted.response.allowed, "{behaviour}");
-        let message = &admitted.response.status.as_ref().expect("status").message;
-        assert!(message.contains(&name) && message.contains(&format!("({kind})")), "{behaviour}: {message}");
-    }
-}
-
-#[test]
 fn a_patch_from_a_validating_policy_is_bad_output() {
     let yaml = hostile("hostile-validate", "rename", "Fail").replace("mode: mutate", "mode: validate");
     let policies = load(&[yaml]);
@@ -368,4 +352,175 @@ fn a_sha256_pin_that_does_not_match_refuses_the_plugin() {
     );
     let text = berth::error_chain(&err);
     assert!(text.contains(&actual) && text.contains(&wrong), "{text}");
+}
+
+// Fail closed: every way a policy can fail, on both endpoints, under both
+// failure policies. `Fail` denies, naming the policy and the kind of error,
+// and lets nothing through; `Ignore` allows with a warning, and nothing of
+// the failed policy reaches the patch.
+
+/// `(what, hostile behaviour, extra policy YAML, PolicyError::kind)`.
+const FAILURES: [(&str, &str, &str, &str); 9] = [
+    ("trap", "trap", "", "trap"),
+    ("deadline", "loop", "    timeout: 50ms\n", "timeout"),
+    ("memory", "memory-bomb", "    memoryLimit: 8Mi\n", "out_of_memory"),
+    ("stack", "stack-overflow", "", "stack_overflow"),
+    ("panic", "panic", "", "panic"),
+    ("error returned", "error", "", "policy_error"),
+    ("invalid output", "bad-json", "", "bad_output"),
+    ("invalid patch", "rename", "", "bad_output"),
+    // The bookie's owner must be looked up, and offline there is no cluster
+    // to ask: the policy fails before its plugin is called.
+    ("context unavailable", "ok", "    match:\n      owner:\n        matchLabels: {app: pulsar}\n", "context"),
+];
+
+/// A hostile policy of either mode, as YAML (one list item).
+fn failing(name: &str, behaviour: &str, extra: &str, mode: &str, failure_policy: &str) -> String {
+    format!(
+        "  - name: {name}\n    plugin: {plugin:?}\n    mode: {mode}\n    failurePolicy: {failure_policy}\n{extra}    settings:\n      behaviour: {behaviour}\n",
+        plugin = hostile_path(),
+    )
+}
+
+/// Loaded as `berth eval` loads without --context: owners cannot be read.
+fn load_offline(items: &[String]) -> PolicySet {
+    try_load_in(items, berth::cluster::Cluster::missing_context())
+        .unwrap_or_else(|err| panic!("loading the policies: {}", berth::error_chain(&err)))
+}
+
+fn admit_on(policies: &PolicySet, endpoint: Endpoint) -> Admitted {
+    let body = bookie();
+    let review = Review::parse(&body).expect("the fixture is a valid review");
+    let uid = review.request.uid.clone();
+    let admitted = admit(policies, endpoint, review);
+    assert_eq!(admitted.response.uid, uid, "the uid is echoed");
+    admitted
+}
+
+fn mode(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Mutate => "mutate",
+        Endpoint::Validate => "validate",
+    }
+}
+
+/// The failed policy's outcome is a failure of `kind` under `failure_policy`.
+fn assert_failed(admitted: &Admitted, name: &str, kind: &str, failure_policy: FailurePolicy) {
+    let outcome = admitted.outcomes.iter().find(|o| &*o.policy == name).expect("the policy ran");
+    match &outcome.result {
+        PolicyResult::Failed { error, failure_policy: fp } => {
+            assert_eq!((error.kind(), *fp), (kind, failure_policy), "{name}: {error}");
+        }
+        other => panic!("{name}: expected a {kind} failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_failure_under_fail_denies_on_both_endpoints() {
+    for (what, behaviour, extra, kind) in FAILURES {
+        for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+            let name = format!("failing-{behaviour}");
+            // On /mutate an earlier policy has already patched: its patch
+            // must not leak out of the denial either.
+            let policies =
+                load_offline(&[tolerations("tol-a", &["a"]), failing(&name, behaviour, extra, mode(endpoint), "Fail")]);
+            let admitted = admit_on(&policies, endpoint);
+            let response = &admitted.response;
+            let case = format!("{what} on /{}", mode(endpoint));
+            assert!(!response.allowed, "{case}: {response:?}");
+            let status = response.status.as_ref().expect("a denial has a status");
+            assert_eq!(status.code, 500, "{case}");
+            assert!(status.message.contains(&format!("policy {name} failed ({kind})")), "{case}: {}", status.message);
+            assert_eq!((&response.patch, &response.patch_type), (&None, &None), "{case}");
+            assert_eq!(response.audit_annotations.get("denied-by"), Some(&name), "{case}");
+            assert_failed(&admitted, &name, kind, FailurePolicy::Fail);
+        }
+    }
+}
+
+#[test]
+fn every_failure_under_ignore_allows_without_its_patch_on_both_endpoints() {
+    for (what, behaviour, extra, kind) in FAILURES {
+        for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+            let name = format!("failing-{behaviour}");
+            let policies = load_offline(&[
+                failing(&name, behaviour, extra, mode(endpoint), "Ignore"),
+                tolerations("tol-a", &["a"]),
+            ]);
+            let admitted = admit_on(&policies, endpoint);
+            let response = &admitted.response;
+            let case = format!("{what} on /{}", mode(endpoint));
+            assert!(response.allowed, "{case}: {response:?}");
+            assert_eq!(response.status, None, "{case}");
+            assert_eq!(response.warnings, [format!("{name}: skipped after {kind}")], "{case}");
+            assert_failed(&admitted, &name, kind, FailurePolicy::Ignore);
+            match endpoint {
+                // Only tol-a's toleration: nothing of the failed policy (the
+                // rename, say) is in the patch.
+                Endpoint::Mutate => {
+                    let (ops, pod) = patched(&admitted);
+                    assert_eq!(ops.len(), 1, "{case}: {ops:?}");
+                    assert_eq!(toleration_keys(&pod), keys_after(&["a"]), "{case}");
+                    assert_eq!(pod["metadata"]["name"], "pulsar-bookie-0", "{case}");
+                    assert_eq!(response.audit_annotations.get("mutated-by").map(String::as_str), Some("tol-a"));
+                }
+                Endpoint::Validate => assert_eq!(response.patch, None, "{case}"),
+            }
+        }
+    }
+}
+
+/// When every policy fails, one `Fail` among them is enough to deny; only
+/// when all are `Ignore` is the object let through, unchanged.
+#[test]
+fn when_every_policy_fails_one_fail_denies() {
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        let all = |first: &str, second: &str| {
+            load_offline(&[
+                failing("first", "trap", "", mode(endpoint), first),
+                failing("second", "error", "", mode(endpoint), second),
+            ])
+        };
+        for (first, second, denied_by) in [("Ignore", "Fail", "second"), ("Fail", "Ignore", "first")] {
+            let admitted = admit_on(&all(first, second), endpoint);
+            let response = &admitted.response;
+            assert!(!response.allowed, "{first}/{second} on /{}: {response:?}", mode(endpoint));
+            let message = &response.status.as_ref().expect("status").message;
+            assert!(message.contains(&format!("policy {denied_by} failed")), "{message}");
+            assert_eq!(response.patch, None);
+        }
+        let both = admit_on(&all("Fail", "Fail"), endpoint);
+        assert!(!both.response.allowed);
+        let message = &both.response.status.as_ref().expect("status").message;
+        match endpoint {
+            // /mutate stops at the first denial; /validate gives every reason.
+            Endpoint::Mutate => assert!(message.contains("policy first failed (trap)"), "{message}"),
+            Endpoint::Validate => assert!(
+                message.contains("policy first failed (trap)")
+                    && message.contains("policy second failed (policy_error)"),
+                "{message}"
+            ),
+        }
+        let ignored = admit_on(&all("Ignore", "Ignore"), endpoint);
+        assert!(ignored.response.allowed && ignored.response.patch.is_none(), "{:?}", ignored.response);
+        assert_eq!(ignored.response.warnings, ["first: skipped after trap", "second: skipped after policy_error"]);
+    }
+}
+
+/// Settings a plugin refuses never make a policy set: berth does not start
+/// (or keeps the configuration it had), whichever mode and failurePolicy.
+#[test]
+fn bad_settings_refuse_the_policy_in_either_mode_and_failure_policy() {
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        for failure_policy in ["Fail", "Ignore"] {
+            let item = failing("bad-settings", "explode", "", mode(endpoint), failure_policy);
+            match try_load(&[item]) {
+                Err(PolicySetError::Load { policy, error: LoadError::Settings { message } }) => {
+                    assert_eq!(policy, "bad-settings");
+                    assert!(message.contains("settings.behaviour"), "{message}");
+                }
+                other => panic!("/{} {failure_policy}: expected a settings error, got {other:?}", mode(endpoint)),
+            }
+        }
+    }
 }

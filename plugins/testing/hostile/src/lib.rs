@@ -14,16 +14,17 @@
 //! | `stack-overflow` | recurses without bound                                        |
 //! | `big-frames`     | recurses without bound, 64 KiB of shadow stack per frame      |
 //! | `panic`          | panics with a message (reported through the host log)         |
+//! | `error`          | returns an error (a policy error, not a trap)                 |
 //! | `bad-json`       | mutates with a "patch" that is not JSON                       |
 //! | `not-an-array`   | mutates with JSON that is not an RFC 6902 array               |
 //! | `not-an-object`  | mutates with a patch replacing the whole object with `5`      |
 //! | `rename`         | mutates with a patch changing `/metadata/name`                |
 //! | `leak`           | remembers the previous request's uid and warns with it        |
-//! | `probe-env`      | warns with what it can see of env, files, network and clocks  |
 //!
 //! The component glue is written against the WIT directly (not through
 //! berth-sdk, whose `Patch` only serializes valid patches), so this plugin
-//! can return anything at all.
+//! can return anything at all. What the sandbox shows a plugin is probed by
+//! plugins/testing/probe.
 
 use serde_json::Value;
 use std::hint::black_box;
@@ -40,12 +41,12 @@ pub enum Behaviour {
     StackOverflow,
     BigFrames,
     Panic,
+    Error,
     BadJson,
     NotAnArray,
     NotAnObject,
     Rename,
     Leak,
-    ProbeEnv,
 }
 
 impl Behaviour {
@@ -58,12 +59,12 @@ impl Behaviour {
         ("stack-overflow", Self::StackOverflow),
         ("big-frames", Self::BigFrames),
         ("panic", Self::Panic),
+        ("error", Self::Error),
         ("bad-json", Self::BadJson),
         ("not-an-array", Self::NotAnArray),
         ("not-an-object", Self::NotAnObject),
         ("rename", Self::Rename),
         ("leak", Self::Leak),
-        ("probe-env", Self::ProbeEnv),
     ];
 
     /// Read the behaviour from the settings JSON; errors name the field.
@@ -146,6 +147,7 @@ pub fn evaluate(request: &str, settings: &str) -> Result<Verdict, String> {
             Verdict::warn(format!("recursion ended with {sum}?"))
         }
         Behaviour::Panic => panic!("hostile plugin panicked on purpose (request {uid})"),
+        Behaviour::Error => return Err(format!("hostile plugin returned an error on purpose (request {uid})")),
         Behaviour::BadJson => Verdict::mutate("[{\"op\": \"add\", this is not JSON"),
         Behaviour::NotAnArray => Verdict::mutate(r#"{"op":"add","path":"/metadata/labels/x","value":"y"}"#),
         Behaviour::NotAnObject => Verdict::mutate(r#"[{"op":"replace","path":"","value":5}]"#),
@@ -153,7 +155,6 @@ pub fn evaluate(request: &str, settings: &str) -> Result<Verdict, String> {
             Verdict::mutate(r#"[{"op":"replace","path":"/metadata/name","value":"renamed-by-hostile"}]"#)
         }
         Behaviour::Leak => leak(uid),
-        Behaviour::ProbeEnv => probe_env(),
     })
 }
 
@@ -212,51 +213,6 @@ fn leak(uid: String) -> Verdict {
     let mut previous = PREVIOUS_UID.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let seen = previous.replace(uid);
     Verdict::warn(format!("previous uid: {}", seen.as_deref().unwrap_or("none")))
-}
-
-/// Report what the sandbox lets the plugin see, as one JSON warning.
-fn probe_env() -> Verdict {
-    use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-    let env = std::env::vars_os().count();
-    let args = std::env::args_os().count();
-    let fs = match std::fs::read_dir("/") {
-        Ok(entries) => format!("listed {} entries", entries.count()),
-        Err(err) => format!("error: {err}"),
-    };
-    let cwd = match std::env::current_dir() {
-        Ok(dir) => dir.display().to_string(),
-        Err(err) => format!("error: {err}"),
-    };
-    let net = match std::net::TcpStream::connect(("127.0.0.1", 9)) {
-        Ok(_) => "connected".to_owned(),
-        Err(err) => format!("error: {err}"),
-    };
-    let wall_ns = match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(since) => since.as_nanos().to_string(),
-        Err(err) => format!("-{}", err.duration().as_nanos()),
-    };
-    let started = Instant::now();
-    let mut n: u64 = 0;
-    for i in 0..100_000u64 {
-        n = black_box(n.wrapping_add(i));
-    }
-    let mono_ns = started.elapsed().as_nanos();
-    let hash = {
-        use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new().hash_one("berth")
-    };
-    let report = serde_json::json!({
-        "env": env,
-        "args": args,
-        "fs": fs,
-        "cwd": cwd,
-        "net": net,
-        "wall_ns": wall_ns,
-        "mono_ns": mono_ns as u64,
-        "hash": hash.to_string(),
-    });
-    Verdict::warn(report.to_string())
 }
 
 /// The component glue: the only `unsafe` in the crate, all generated.
