@@ -1,38 +1,38 @@
 //! HTTP routes: the two admission endpoints, health, readiness, metrics.
 
 use super::App;
+use super::peer::Peer;
 use crate::admission::{Endpoint, admit};
 use crate::audit::OnError;
 use crate::review::Review;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 
+/// The routes; every request carries its connection's [`Peer`] (the
+/// listener adds it).
 pub fn router(app: Arc<App>) -> Router {
-    let max_body = app.max_body;
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        // axum's 2 MB default is below what the apiserver may send.
-        .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
 }
 
-async fn mutate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    review(app, Endpoint::Mutate, body).await
+async fn mutate(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>, request: Request) -> Response {
+    review(app, Endpoint::Mutate, peer, request.into_body()).await
 }
 
-async fn validate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    review(app, Endpoint::Validate, body).await
+async fn validate(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>, request: Request) -> Response {
+    review(app, Endpoint::Validate, peer, request.into_body()).await
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -48,19 +48,20 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Response {
+async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, body: Body) -> Response {
     let started = Instant::now();
-    let body = match body {
+    if app.verifies_clients && !peer.certified {
+        app.metrics.request(endpoint, "forbidden", started.elapsed());
+        return plain(
+            StatusCode::FORBIDDEN,
+            "berth: a client certificate signed by the --client-ca CA is required on this endpoint",
+        );
+    }
+    let body = match read_body(&app, body).await {
         Ok(body) => body,
-        Err(rejection) => {
+        Err(refused) => {
             app.metrics.request(endpoint, "bad_request", started.elapsed());
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("berth: the review is larger than the {} byte limit (--max-body-size)", app.max_body)
-            } else {
-                format!("berth: could not read the request body: {}", rejection.body_text())
-            };
-            return plain(status, &message);
+            return refused;
         }
     };
     let Some(policies) = app.policies.load_full() else {
@@ -69,7 +70,13 @@ async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesReje
     };
     // Wasm calls are synchronous: they run on the blocking pool, at most
     // `workers` at once; past that a request waits a bounded time.
-    let permit = match tokio::time::timeout(app.queue_timeout, app.workers.clone().acquire_owned()).await {
+    // First this connection's turn, then a worker (peer.rs says why).
+    let turn = async {
+        let turn = peer.turn().await?;
+        let worker = app.workers.clone().acquire_owned().await?;
+        Ok::<_, tokio::sync::AcquireError>((turn, worker))
+    };
+    let permit = match tokio::time::timeout(app.queue_timeout, turn).await {
         Ok(Ok(permit)) => permit,
         _ => {
             app.metrics.request(endpoint, "unavailable", started.elapsed());
@@ -145,6 +152,27 @@ async fn audit(
             tracing::error!(uid = %admitted.request.uid, "audit log write failed; answering anyway (audit.onError: allow): {err}");
             None
         }
+    }
+}
+
+/// The request body, read within `--body-timeout` and `--max-body-size`;
+/// or the answer to send instead.
+async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
+    let read = Limited::new(body, app.max_body).collect();
+    match tokio::time::timeout(app.body_timeout, read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.is::<LengthLimitError>() => Err(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("berth: the review is larger than the {} byte limit (--max-body-size)", app.max_body),
+        )),
+        Ok(Err(err)) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            &format!("berth: could not read the request body: {}", crate::error_chain(&*err)),
+        )),
+        Err(_) => Err(plain(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!("berth: the request body did not arrive within {:?} (--body-timeout)", app.body_timeout),
+        )),
     }
 }
 
