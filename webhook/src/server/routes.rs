@@ -6,12 +6,12 @@ use crate::admission::{Endpoint, admit};
 use crate::audit::OnError;
 use crate::review::Review;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Extension, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
@@ -28,11 +28,11 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn mutate(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>, request: Request) -> Response {
-    review(app, Endpoint::Mutate, peer, request.into_body()).await
+    review(app, Endpoint::Mutate, peer, request).await
 }
 
 async fn validate(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>, request: Request) -> Response {
-    review(app, Endpoint::Validate, peer, request.into_body()).await
+    review(app, Endpoint::Validate, peer, request).await
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -48,7 +48,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, body: Body) -> Response {
+async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, request: Request) -> Response {
     let started = Instant::now();
     if app.verifies_clients && !peer.certified {
         app.metrics.request(endpoint, "forbidden", started.elapsed());
@@ -57,7 +57,8 @@ async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, body: Body) -> Re
             "berth: a client certificate signed by the --client-ca CA is required on this endpoint",
         );
     }
-    let body = match read_body(&app, body).await {
+    let version = request.version();
+    let body = match read_body(&app, version, request.into_body()).await {
         Ok(body) => body,
         Err(refused) => {
             app.metrics.request(endpoint, "bad_request", started.elapsed());
@@ -155,25 +156,67 @@ async fn audit(
     }
 }
 
+/// An HTTP/2 body over `--max-body-size` is read to its end, up to this
+/// much in all, and thrown away before the 413 goes out. Answering at once
+/// is allowed (RFC 9113 §8.1: the response, then RST_STREAM with
+/// NO_ERROR, which berth sends and Go's client takes), but some clients
+/// (curl 7.88) fail the whole request on a reset that comes mid-upload and
+/// never show the 413. A larger body is answered at once and reset.
+const H2_DRAIN_LIMIT: usize = 16 << 20;
+
 /// The request body, read within `--body-timeout` and `--max-body-size`;
 /// or the answer to send instead.
-async fn read_body(app: &App, body: Body) -> Result<Bytes, Response> {
-    let read = Limited::new(body, app.max_body).collect();
-    match tokio::time::timeout(app.body_timeout, read).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) if err.is::<LengthLimitError>() => Err(plain(
+async fn read_body(app: &App, version: Version, mut body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("berth: the review is larger than the {} byte limit (--max-body-size)", app.max_body),
-        )),
-        Ok(Err(err)) => Err(plain(
-            StatusCode::BAD_REQUEST,
-            &format!("berth: could not read the request body: {}", crate::error_chain(&*err)),
-        )),
-        Err(_) => Err(plain(
-            StatusCode::REQUEST_TIMEOUT,
-            &format!("berth: the request body did not arrive within {:?} (--body-timeout)", app.body_timeout),
-        )),
+        )
+    };
+    let deadline = tokio::time::Instant::now() + app.body_timeout;
+    // Announced too large (Content-Length): over HTTP/1.1, answer before
+    // reading, so a client waiting on `Expect: 100-continue` never sends it.
+    let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    let drain = version == Version::HTTP_2;
+    if announced > app.max_body && !drain {
+        return Err(too_large());
     }
+    let mut received = Vec::with_capacity(announced.min(app.max_body));
+    let mut seen = 0_usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(err))) => {
+                return Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    &format!("berth: could not read the request body: {}", crate::error_chain(&err)),
+                ));
+            }
+            Err(_) if seen > app.max_body => return Err(too_large()),
+            Err(_) => {
+                return Err(plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("berth: the request body did not arrive within {:?} (--body-timeout)", app.body_timeout),
+                ));
+            }
+        };
+        // Trailers carry nothing berth reads.
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > app.max_body {
+            if !drain || seen > H2_DRAIN_LIMIT {
+                return Err(too_large());
+            }
+            received = Vec::new();
+            continue;
+        }
+        received.extend_from_slice(&data);
+    }
+    if seen > app.max_body || announced > app.max_body {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(received))
 }
 
 fn plain(status: StatusCode, message: &str) -> Response {
