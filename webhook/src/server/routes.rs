@@ -8,7 +8,7 @@ use crate::review::Review;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Extension, Request, State};
-use axum::http::{StatusCode, Version, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
@@ -57,8 +57,11 @@ async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, request: Request)
             "berth: a client certificate signed by the --client-ca CA is required on this endpoint",
         );
     }
-    let version = request.version();
-    let body = match read_body(&app, version, request.into_body()).await {
+    let expects_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = match read_body(&app, expects_continue, request.into_body()).await {
         Ok(body) => body,
         Err(refused) => {
             app.metrics.request(endpoint, "bad_request", started.elapsed());
@@ -156,17 +159,18 @@ async fn audit(
     }
 }
 
-/// An HTTP/2 body over `--max-body-size` is read to its end, up to this
-/// much in all, and thrown away before the 413 goes out. Answering at once
-/// is allowed (RFC 9113 §8.1: the response, then RST_STREAM with
-/// NO_ERROR, which berth sends and Go's client takes), but some clients
-/// (curl 7.88) fail the whole request on a reset that comes mid-upload and
-/// never show the 413. A larger body is answered at once and reset.
-const H2_DRAIN_LIMIT: usize = 16 << 20;
+/// A body over `--max-body-size` is read to its end, up to this much in
+/// all, and thrown away before the 413 goes out. Answering mid-upload is
+/// allowed (HTTP/2: the response, then RST_STREAM with NO_ERROR, RFC 9113
+/// §8.1; HTTP/1.1: the response, then close), but clients that are still
+/// writing then fail the request without showing the 413 (curl 7.88 over
+/// HTTP/2, hyper's client over HTTP/1.1). A larger body is answered at
+/// once, and its stream reset or its connection closed.
+const DRAIN_LIMIT: usize = 16 << 20;
 
 /// The request body, read within `--body-timeout` and `--max-body-size`;
 /// or the answer to send instead.
-async fn read_body(app: &App, version: Version, mut body: Body) -> Result<Bytes, Response> {
+async fn read_body(app: &App, expects_continue: bool, mut body: Body) -> Result<Bytes, Response> {
     let too_large = || {
         plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -174,11 +178,10 @@ async fn read_body(app: &App, version: Version, mut body: Body) -> Result<Bytes,
         )
     };
     let deadline = tokio::time::Instant::now() + app.body_timeout;
-    // Announced too large (Content-Length): over HTTP/1.1, answer before
-    // reading, so a client waiting on `Expect: 100-continue` never sends it.
+    // Announced too large (Content-Length) to a client that waits for
+    // `100 Continue` before sending it: answer now, it never sends it.
     let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
-    let drain = version == Version::HTTP_2;
-    if announced > app.max_body && !drain {
+    if announced > app.max_body && (expects_continue || announced > DRAIN_LIMIT) {
         return Err(too_large());
     }
     let mut received = Vec::with_capacity(announced.min(app.max_body));
@@ -205,7 +208,7 @@ async fn read_body(app: &App, version: Version, mut body: Body) -> Result<Bytes,
         let Ok(data) = frame.into_data() else { continue };
         seen = seen.saturating_add(data.len());
         if seen > app.max_body {
-            if !drain || seen > H2_DRAIN_LIMIT {
+            if seen > DRAIN_LIMIT {
                 return Err(too_large());
             }
             received = Vec::new();
