@@ -68,7 +68,12 @@ fn metric(server: &Server, series: &str) -> f64 {
 
 /// POST the bookie Pod to /mutate, presenting `identity`: the status, or
 /// why there was none.
-async fn mutate_as(server: &Server, ca: &Path, protocol: Protocol, identity: Option<&Identity>) -> Result<StatusCode, String> {
+async fn mutate_as(
+    server: &Server,
+    ca: &Path,
+    protocol: Protocol,
+    identity: Option<&Identity>,
+) -> Result<StatusCode, String> {
     let mut client = Client::connect_with(server.listen, ca, protocol, "localhost", identity)
         .await
         .map_err(|err| format!("connect: {err}"))?;
@@ -98,7 +103,8 @@ fn client_ca_admits_its_clients_refuses_the_rest_and_follows_rotation() {
 
             // No certificate: the admission routes refuse it with a reason;
             // the probes' routes answer (the kubelet has no certificate).
-            let mut anonymous = Client::connect_as(server.listen, &ours.ca, protocol, "localhost").await.expect("connect");
+            let mut anonymous =
+                Client::connect_as(server.listen, &ours.ca, protocol, "localhost").await.expect("connect");
             let (status, text) = anonymous.post("/mutate", bookie().body).await.expect("an answer");
             assert_eq!(status, StatusCode::FORBIDDEN, "{protocol:?}: {text:?}");
             assert!(String::from_utf8_lossy(&text).contains("client certificate signed by the --client-ca CA"));
@@ -299,7 +305,8 @@ fn greedy_client(server: &Server, stop: Arc<AtomicBool>, answered: Arc<AtomicUsi
             let name = ServerName::try_from("localhost").expect("name");
             let Ok(tls) = tls_connector(&ca, Protocol::Http2).connect(name, tcp).await else { continue };
             let Ok((sender, conn)) =
-                hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), TokioIo::new(tls)).await
+                hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), TokioIo::new(tls))
+                    .await
             else {
                 continue;
             };
@@ -387,7 +394,10 @@ fn past_max_connections_new_connections_wait_for_one_to_close() {
         });
         // The fifth's TCP connection sits in the kernel's queue: no TLS
         // handshake, so no answer, while four are open.
-        assert!(tokio::time::timeout(Duration::from_secs(1), &mut fifth).await.is_err(), "a fifth connection was served");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut fifth).await.is_err(),
+            "a fifth connection was served"
+        );
         assert_eq!(metric(&server, "berth_connections_open"), 4.0);
         assert!(metric(&server, "berth_connections_waited_total") >= 1.0);
         drop(held.pop());

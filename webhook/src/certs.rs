@@ -419,7 +419,8 @@ mod tests {
             .build()
             .expect("verifier");
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("certificate PEM");
-        rustls::server::danger::ClientCertVerifier::verify_client_cert(&*verifier, &cert, &[], UnixTime::now()).map(drop)
+        rustls::server::danger::ClientCertVerifier::verify_client_cert(&*verifier, &cert, &[], UnixTime::now())
+            .map(drop)
     }
 
     #[test]

@@ -321,7 +321,10 @@ async fn serve(
             Ok(slot) => slot,
             Err(_) => {
                 app.metrics.connections_waited.inc();
-                tracing::debug!(max = limits.max_connections, "at --max-connections: waiting for a connection to close");
+                tracing::debug!(
+                    max = limits.max_connections,
+                    "at --max-connections: waiting for a connection to close"
+                );
                 tokio::select! {
                     _ = terminate.recv() => break,
                     slot = connections.clone().acquire_owned() => match slot {
