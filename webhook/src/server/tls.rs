@@ -117,6 +117,8 @@ fn certified_key(cert_path: &Path, cert: &[u8], key_path: &Path, key: &[u8]) -> 
 /// the client certificate verifier. A new CA takes a new rustls
 /// configuration (the verifier holds its roots), so the configuration is
 /// swapped whole and each connection takes the one current when it arrives.
+/// The new configuration has a new session cache too, so a TLS session
+/// verified under the old CA is not resumed under the new one.
 pub struct Tls {
     cert: Arc<ReloadingCert>,
     client_ca: Option<ClientCa>,
