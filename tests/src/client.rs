@@ -1,6 +1,7 @@
 //! A client that talks to berth the way kube-apiserver does: TLS verified
-//! against the webhook's CA bundle, h2 when offered (or http/1.1), and a
-//! connection kept open across reviews.
+//! against the webhook's CA bundle, h2 when offered (or http/1.1), a
+//! connection kept open across reviews, and, for `--client-ca`, a client
+//! certificate as the apiserver's kubeconfig gives it one.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -8,9 +9,9 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -42,16 +43,39 @@ pub struct Client {
     pub alpn: Option<Vec<u8>>,
 }
 
+/// A client certificate and its key (PEM files), presented to berth.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 pub fn tls_connector(ca: &Path, protocol: Protocol) -> TlsConnector {
+    tls_connector_with(ca, protocol, None)
+}
+
+/// A connector that presents `identity`, if given, when asked for a
+/// client certificate.
+pub fn tls_connector_with(ca: &Path, protocol: Protocol, identity: Option<&Identity>) -> TlsConnector {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("CA file readable") {
         roots.add(cert.expect("CA is PEM")).expect("CA is a certificate");
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(identity) => {
+            let chain = CertificateDer::pem_file_iter(&identity.cert)
+                .expect("client certificate readable")
+                .collect::<Result<Vec<_>, _>>()
+                .expect("client certificate is PEM");
+            let key = PrivateKeyDer::from_pem_file(&identity.key).expect("client key is PEM");
+            builder.with_client_auth_cert(chain, key).expect("client certificate and key go together")
+        }
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = match protocol {
         Protocol::Http2 => vec![b"h2".to_vec()],
         Protocol::Http1 => vec![b"http/1.1".to_vec()],
@@ -67,9 +91,23 @@ impl Client {
     /// Connect to `addr` expecting a certificate for `name`, as the
     /// apiserver connects to `<service>.<namespace>.svc`.
     pub async fn connect_as(addr: SocketAddr, ca: &Path, protocol: Protocol, name: &str) -> anyhow::Result<Client> {
+        Self::connect_with(addr, ca, protocol, name, None).await
+    }
+
+    /// Connect as [`Client::connect_as`], presenting `identity` if given.
+    /// Under TLS 1.3 a server that refuses the certificate says so after
+    /// the client's side of the handshake is done: then this succeeds, and
+    /// the first request fails.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        ca: &Path,
+        protocol: Protocol,
+        name: &str,
+        identity: Option<&Identity>,
+    ) -> anyhow::Result<Client> {
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::try_from(name.to_owned())?;
-        let tls = tls_connector(ca, protocol).connect(name, tcp).await?;
+        let tls = tls_connector_with(ca, protocol, identity).connect(name, tcp).await?;
         let (_, session) = tls.get_ref();
         let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
         let peer_certificate =

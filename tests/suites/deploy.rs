@@ -392,6 +392,34 @@ fn the_webhook_configurations_exclude_kube_system_and_berths_namespace_and_say_h
 }
 
 #[test]
+fn a_client_ca_secret_is_mounted_and_given_to_berth_as_client_ca() {
+    let args = |rendered: &Rendered| rendered.container().args.unwrap_or_default();
+    assert!(!args(&render(&[])).iter().any(|a| a.starts_with("--client-ca")), "no client CA by default");
+
+    let rendered = render(&["--set", "clientCA.secretName=apiserver-ca", "--set", "clientCA.key=bundle.pem"]);
+    validate(&rendered);
+    assert!(
+        args(&rendered).contains(&"--client-ca=/etc/berth/client-ca/bundle.pem".to_owned()),
+        "{:?}",
+        args(&rendered)
+    );
+    let volume = rendered
+        .pod_spec()
+        .volumes
+        .expect("volumes")
+        .into_iter()
+        .find(|v| v.name == "client-ca")
+        .expect("a client-ca volume");
+    let secret = volume.secret.expect("from a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("apiserver-ca"));
+    let items = secret.items.expect("the one key");
+    assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("bundle.pem", "bundle.pem"));
+    let mounts = rendered.container().volume_mounts.expect("mounts");
+    let mount = mounts.iter().find(|m| m.name == "client-ca").expect("mounted");
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/berth/client-ca", Some(true)));
+}
+
+#[test]
 fn the_ca_bundle_comes_from_values_or_from_cert_managers_injector() {
     let bundle = base64::engine::general_purpose::STANDARD.encode("-----BEGIN CERTIFICATE-----\n");
     let rendered = render(&["--set", &format!("tls.caBundle={bundle}")]);

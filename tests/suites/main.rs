@@ -3,6 +3,7 @@
 //! test binary links wasmtime.
 
 mod audit;
+mod clients;
 mod cluster;
 mod default_policy;
 mod deploy;

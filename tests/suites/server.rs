@@ -134,10 +134,7 @@ fn bad_input_gets_a_status_and_a_reason() {
         ("no uid", review(no_uid), StatusCode::BAD_REQUEST, "the request has no uid".into()),
         (
             "over the body limit",
-            // Just over: berth answers 413 once it has read past the limit
-            // and closes; a body far larger would still be in the client's
-            // hands then, and the client would see a broken pipe instead of
-            // the answer (the HTTP/2 413 and reset are issue 12's).
+            // Just over; far larger bodies are the clients suite's.
             " ".repeat((3584 << 10) + (4 << 10)),
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("larger than the {} byte limit", 3584 << 10),

@@ -23,6 +23,9 @@ pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 pub const TLS_CERT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
+/// A client certificate for kube-apiserver, for `berth serve --client-ca`.
+pub const CLIENT_CERT: &str = "client.crt";
+pub const CLIENT_KEY: &str = "client.key";
 
 const CA_NAME: &str = "berth webhook CA";
 /// Issued certificates start an hour back, for clocks a little behind ours.
@@ -124,6 +127,9 @@ pub struct IssueRequest {
     pub days: u32,
     /// Issue under the CA already in the directory instead of creating one.
     pub renew: bool,
+    /// Also issue a client certificate with this common name (the user
+    /// kube-apiserver presents under `--client-ca`).
+    pub client: Option<String>,
 }
 
 /// What `berth certs` wrote.
@@ -134,6 +140,8 @@ pub struct Issued {
     /// `ca.crt` as it is on disk: the webhook configurations' `caBundle`
     /// is its base64.
     pub ca_pem: String,
+    /// `client.crt` and `client.key`, if a client certificate was asked for.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Create a CA in `dir` (or, with `renew`, load the one there) and issue a
@@ -150,7 +158,7 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Issued, CertError> {
     let (ca_cert, ca_key) = (dir.join(CA_CERT), dir.join(CA_KEY));
     let now = std::time::SystemTime::now();
     let validity = Some((now - BACKDATE, now + Duration::from_secs(u64::from(request.days) * 86_400)));
-    let (ca_pem, leaf_cert, leaf_key) = if request.renew {
+    let (ca_pem, leaf_cert, leaf_key, client) = if request.renew {
         if !ca_cert.exists() || !ca_key.exists() {
             return Err(CertError::NoCa { dir: dir.to_owned() });
         }
@@ -164,17 +172,19 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Issued, CertError> {
         // leaf takes from it. A CA of other origin fails the check below.
         let issuer = Issuer::new(ca_params(None)?, key);
         let (cert, key) = leaf(&request.names, &issuer, validity)?;
-        (ca_pem, cert, key)
+        let client = request.client.as_deref().map(|name| client_leaf(name, &issuer, validity)).transpose()?;
+        (ca_pem, cert, key, client)
     } else {
         if ca_cert.exists() || ca_key.exists() {
             return Err(CertError::CaExists { dir: dir.to_owned() });
         }
         let ca = new_ca(Some((now - BACKDATE, now + Duration::from_secs(10 * 365 * 86_400))))?;
         let (cert, key) = leaf(&request.names, &ca, validity)?;
+        let client = request.client.as_deref().map(|name| client_leaf(name, &ca, validity)).transpose()?;
         create_dir(dir)?;
         write(dir, CA_KEY, &ca.key().serialize_pem())?;
         write(dir, CA_CERT, &ca.pem())?;
-        (ca.pem(), cert, key)
+        (ca.pem(), cert, key, client)
     };
     // A renewal under a ca.key that does not belong to ca.crt would write a
     // certificate nobody trusts; check the chain as a TLS client would
@@ -187,7 +197,14 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<Issued, CertError> {
     })?;
     let key = write(dir, TLS_KEY, &leaf_key)?;
     let cert = write(dir, TLS_CERT, &leaf_cert)?;
-    Ok(Issued { files: GeneratedCerts { ca_cert, cert, key }, ca_key, ca_pem })
+    let client = match client {
+        Some((client_cert, client_key)) => {
+            let key = write(dir, CLIENT_KEY, &client_key)?;
+            Some((write(dir, CLIENT_CERT, &client_cert)?, key))
+        }
+        None => None,
+    };
+    Ok(Issued { files: GeneratedCerts { ca_cert, cert, key }, ca_key, ca_pem, client })
 }
 
 type Validity = Option<(std::time::SystemTime, std::time::SystemTime)>;
@@ -230,6 +247,20 @@ fn leaf(names: &[String], issuer: &Issuer<'_, KeyPair>, validity: Validity) -> R
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("berth"));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.use_authority_key_identifier_extension = true;
+    set_validity(&mut params, validity);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A client certificate for `name` (its common name, as kube-apiserver's
+/// kubeconfig user presents it) and its key, both PEM.
+fn client_leaf(name: &str, issuer: &Issuer<'_, KeyPair>, validity: Validity) -> Result<(String, String), CertError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.use_authority_key_identifier_extension = true;
     set_validity(&mut params, validity);
@@ -297,7 +328,7 @@ mod tests {
     use super::*;
 
     fn request(names: &[&str], renew: bool) -> IssueRequest {
-        IssueRequest { names: names.iter().map(|n| n.to_string()).collect(), days: 30, renew }
+        IssueRequest { names: names.iter().map(|n| n.to_string()).collect(), days: 30, renew, client: None }
     }
 
     fn read(path: &Path) -> String {
@@ -377,6 +408,46 @@ mod tests {
         let err = issue(one.path(), &request(&["berth.ns.svc"], true)).expect_err("mismatched CA");
         assert!(matches!(err, CertError::Mismatch { .. }), "{err}");
         assert_eq!(read(&one.path().join(TLS_CERT)), cert_before, "the certificate in use is kept");
+    }
+
+    /// Verify a client certificate as `berth serve --client-ca` does.
+    fn verify_client(ca_pem: &str, cert_pem: &str) -> Result<(), rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("verifier");
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("certificate PEM");
+        rustls::server::danger::ClientCertVerifier::verify_client_cert(&*verifier, &cert, &[], UnixTime::now())
+            .map(drop)
+    }
+
+    #[test]
+    fn a_client_certificate_verifies_as_a_client_of_its_ca_only() {
+        let (one, other) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+        let mut with_client = request(&["berth.ns.svc"], false);
+        with_client.client = Some("berth.ns.svc".to_owned());
+        let issued = issue(one.path(), &with_client).expect("issued");
+        let (cert, key) = issued.client.expect("a client certificate");
+        assert_eq!(cert, one.path().join(CLIENT_CERT));
+        assert!(read(&key).starts_with("-----BEGIN PRIVATE KEY-----"));
+        let (ca, client) = (read(&issued.files.ca_cert), read(&cert));
+        verify_client(&ca, &client).expect("the client certificate chains to its CA");
+        // Not a serving certificate, and no client of another CA.
+        assert!(verify(&ca, &client, "berth.ns.svc").is_err());
+        let other_ca = issue(other.path(), &request(&["berth.ns.svc"], false)).expect("other").ca_pem;
+        assert!(verify_client(&other_ca, &client).is_err());
+        // The serving certificate is no client certificate either.
+        assert!(verify_client(&ca, &read(&issued.files.cert)).is_err());
+
+        let mut renew = request(&["berth.ns.svc"], true);
+        renew.client = Some("berth.ns.svc".to_owned());
+        let renewed = issue(one.path(), &renew).expect("renewed");
+        let (cert, _) = renewed.client.expect("a renewed client certificate");
+        let renewed_client = read(&cert);
+        assert_ne!(renewed_client, client);
+        verify_client(&ca, &renewed_client).expect("renewed under the same CA");
     }
 
     #[test]

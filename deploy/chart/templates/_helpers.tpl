@@ -53,6 +53,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Where the pod mounts what berth reads and writes. */}}
 {{- define "berth.configDir" -}}/etc/berth/config{{- end -}}
 {{- define "berth.tlsDir" -}}/etc/berth/tls{{- end -}}
+{{- define "berth.clientCADir" -}}/etc/berth/client-ca{{- end -}}
 {{- define "berth.cacheDir" -}}/var/cache/berth{{- end -}}
 {{- define "berth.auditDir" -}}/var/log/berth{{- end -}}
 

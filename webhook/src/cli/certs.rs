@@ -25,6 +25,11 @@ pub struct CertsArgs {
     /// caBundle stays the same).
     #[arg(long)]
     renew: bool,
+    /// Also write client.crt and client.key: a client certificate with this
+    /// common name, signed by the same CA, for kube-apiserver to present
+    /// when berth serve runs with --client-ca ca.crt (certs/README.md).
+    #[arg(long, value_name = "NAME")]
+    client_cert: Option<String>,
     /// Validity of the serving certificate, in days (the CA gets ten years).
     #[arg(long, default_value_t = 365)]
     days: u32,
@@ -37,7 +42,8 @@ impl CertsArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let mut names = certs::service_names(&self.service, &self.namespace)?;
         names.extend(self.san.iter().filter(|san| !names.contains(san)).cloned().collect::<Vec<_>>());
-        let request = IssueRequest { names: names.clone(), days: self.days, renew: self.renew };
+        let request =
+            IssueRequest { names: names.clone(), days: self.days, renew: self.renew, client: self.client_cert.clone() };
         let issued = certs::issue(&self.out, &request)
             .with_context(|| format!("issuing a serving certificate in {}", self.out.display()))?;
         eprintln!(
@@ -50,6 +56,15 @@ impl CertsArgs {
             issued.files.ca_cert.display(),
             if self.renew { "" } else { " (keep ca.key private: it signs renewals)" },
         );
+        if let (Some(name), Some((cert, key))) = (&self.client_cert, &issued.client) {
+            eprintln!(
+                "a client certificate for {name:?} (valid {} days): {}, {}; berth serve --client-ca {} accepts it",
+                self.days,
+                cert.display(),
+                key.display(),
+                issued.files.ca_cert.display(),
+            );
+        }
         eprintln!("caBundle for the webhook configurations (base64 of ca.crt):");
         println!("{}", base64::engine::general_purpose::STANDARD.encode(issued.ca_pem.as_bytes()));
         Ok(ExitCode::SUCCESS)

@@ -30,6 +30,31 @@ pub struct ServeArgs {
     /// Without --tls-cert: where to write the generated CA and certificate.
     #[arg(long, conflicts_with = "tls_cert")]
     tls_dir: Option<PathBuf>,
+    /// Require clients of /mutate and /validate to present a certificate
+    /// signed by a CA in this PEM bundle (mutual TLS; certs/README.md).
+    /// Reloaded when it changes. /healthz and /readyz stay open to
+    /// clients without one (the kubelet's probes).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// Connections open at once; past it berth stops accepting, and new
+    /// connections wait in the kernel's queue until one closes. The
+    /// apiserver keeps one HTTP/2 connection per apiserver (a few more when
+    /// its streams run out; up to 25 kept-alive ones over HTTP/1.1), plus
+    /// the kubelet's probes: a few dozen. 512 leaves room for bursts and
+    /// stays below the 1024 open files some runtimes still allow.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// HTTP/2 streams open at once per connection. 100 is the least RFC
+    /// 9113 recommends, far above --workers (streams beyond it only wait),
+    /// and the apiserver's Go client opens another connection when it
+    /// reaches it rather than failing requests.
+    #[arg(long, default_value_t = 100)]
+    max_streams: u32,
+    /// How long a request body may take to arrive once its headers have;
+    /// then 408. The apiserver sends a review at once; by 10 s (its
+    /// default webhook timeout) it has given up on the call anyway.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
     /// Largest request body accepted: 3 MiB (the apiserver's own limit)
     /// plus room for the AdmissionReview envelope.
     #[arg(long, default_value = "3584Ki", value_parser = parse_size)]
@@ -93,6 +118,10 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen,
             tls,
             max_body: self.max_body_size,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections,
+            max_streams: self.max_streams,
+            client_ca: self.client_ca,
             workers,
             queue_timeout: self.queue_timeout,
             drain_timeout: self.drain_timeout,

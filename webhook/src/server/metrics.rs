@@ -12,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: &'static str,
-    /// allowed, mutated, denied, bad_request, unavailable
+    /// allowed, mutated, denied, bad_request, forbidden, unavailable, error
     pub outcome: &'static str,
 }
 
@@ -25,6 +25,13 @@ pub struct PolicyLabels {
 pub struct PolicyErrorLabels {
     pub policy: String,
     pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// handshake_failed (a client certificate of another CA among them),
+    /// handshake_timeout
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +50,9 @@ pub struct Metrics {
     pub audit_failures: Counter,
     pub reloads: Family<ReloadLabels, Counter>,
     pub policies_loaded: Gauge,
+    pub connections_open: Gauge,
+    pub connections_waited: Counter,
+    pub connections_refused: Family<RefusedLabels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -64,6 +74,9 @@ impl Default for Metrics {
         let audit_failures = Counter::default();
         let reloads = Family::default();
         let policies_loaded = Gauge::default();
+        let connections_open = Gauge::default();
+        let connections_waited = Counter::default();
+        let connections_refused = Family::default();
         registry.register("admission_requests", "Admission reviews by endpoint and outcome", requests.clone());
         registry.register("denials", "Denials by policy", denials.clone());
         registry.register("policy_errors", "Policy failures by policy and kind", policy_errors.clone());
@@ -73,6 +86,17 @@ impl Default for Metrics {
         registry.register("audit_failures", "Audit records that could not be written", audit_failures.clone());
         registry.register("config_reloads", "Configuration reloads by result", reloads.clone());
         registry.register("policies_loaded", "Policies in the active configuration", policies_loaded.clone());
+        registry.register("connections_open", "Admission connections open", connections_open.clone());
+        registry.register(
+            "connections_waited",
+            "Times the listener stopped accepting at --max-connections until a connection closed",
+            connections_waited.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed before HTTP, by reason",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             requests,
@@ -84,6 +108,9 @@ impl Default for Metrics {
             audit_failures,
             reloads,
             policies_loaded,
+            connections_open,
+            connections_waited,
+            connections_refused,
         }
     }
 }
@@ -93,6 +120,10 @@ impl Metrics {
         let labels = RequestLabels { endpoint: endpoint.as_str(), outcome };
         self.requests.get_or_create(&labels).inc();
         self.request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.connections_refused.get_or_create(&RefusedLabels { reason }).inc();
     }
 
     pub fn admitted(&self, admitted: &Admitted) {

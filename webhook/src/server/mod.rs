@@ -6,12 +6,13 @@
 
 mod first_byte;
 mod metrics;
+mod peer;
 mod reload;
 mod routes;
 mod tls;
 
 pub use metrics::Metrics;
-pub use tls::{ReloadingCert, TlsError};
+pub use tls::{ReloadingCert, Tls, TlsError};
 
 use crate::audit::AuditLog;
 use crate::cluster::{ApiConfig, Watches};
@@ -30,7 +31,6 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 
 /// A TLS handshake must finish within this, so idle sockets cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +92,16 @@ pub struct ServeOptions {
     pub metrics_listen: SocketAddr,
     pub tls: TlsSource,
     pub max_body: usize,
+    /// How long a request's body may take to arrive, once its headers have.
+    pub body_timeout: Duration,
+    /// Connections open at once; past it, new ones wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
+    /// HTTP/2 streams open at once on one connection.
+    pub max_streams: u32,
+    /// CA bundle client certificates must chain to (`--client-ca`): the
+    /// admission routes then refuse clients without one.
+    pub client_ca: Option<PathBuf>,
     /// Evaluations running at once (each holds one instance).
     pub workers: usize,
     /// How long a request may wait for a worker before it is refused.
@@ -118,6 +128,9 @@ pub struct App {
     workers: Arc<Semaphore>,
     queue_timeout: Duration,
     max_body: usize,
+    body_timeout: Duration,
+    /// Whether /mutate and /validate require a verified client certificate.
+    verifies_clients: bool,
     audit: AuditLog,
     /// The configuration's `audit:` section as berth started with it: a
     /// reload that changes it is told that it takes a restart.
@@ -150,8 +163,10 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
             (generated.cert, generated.key)
         }
     };
-    let cert = Arc::new(ReloadingCert::load(&cert_path, &key_path)?);
-    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(cert.clone())?));
+    let tls = Arc::new(Tls::load(&cert_path, &key_path, options.client_ca.as_deref())?);
+    if let Some(ca) = &options.client_ca {
+        tracing::info!(client_ca = %ca.display(), "client certificates required on /mutate and /validate");
+    }
 
     // The audit log is opened once; a reload changes policies, not where
     // records go (two writers on one file would tear each other's lines).
@@ -175,6 +190,8 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         workers: Arc::new(Semaphore::new(options.workers)),
         queue_timeout: options.queue_timeout,
         max_body: options.max_body,
+        body_timeout: options.body_timeout,
+        verifies_clients: tls.verifies_clients(),
         audit,
         audit_section,
         require_pinned: options.require_pinned,
@@ -183,7 +200,13 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     // Serve while loading: /healthz answers at once; /readyz, /mutate and
     // /validate answer 503 until the policies are in.
     let signals = Signals::install()?;
-    let mut server = tokio::spawn(serve(listener, acceptor, app.clone(), options.drain_timeout, signals.terminate));
+    let limits = Limits {
+        max_connections: options.max_connections.max(1),
+        max_streams: options.max_streams.max(1),
+        fair_share: options.workers.max(1),
+    };
+    let mut server =
+        tokio::spawn(serve(listener, tls.clone(), app.clone(), limits, options.drain_timeout, signals.terminate));
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
     let needs = crate::policy::needs(&sources);
@@ -208,7 +231,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     // Certificates and configuration are watched from here on, so that a
     // fix (a configuration that needs less of the cluster, say) is picked
     // up even while the caches have not synced.
-    cert.watch(options.watch_interval);
+    tls.watch(options.watch_interval);
     reload::spawn(app.clone(), runtime, watches, options.config.clone(), options.watch_interval, signals.hangup);
     // "ready" means what /readyz says: the caches these policies read have
     // synced too. Requests are served meanwhile.
@@ -267,22 +290,58 @@ pub fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, ConfigError> {
     if paths.is_empty() { Config::embedded_default() } else { paths.iter().map(|path| Config::read(path)).collect() }
 }
 
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    max_streams: u32,
+    /// Reviews one connection may have evaluating or queued for a worker.
+    fair_share: usize,
+}
+
 async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Arc<Tls>,
     app: Arc<App>,
+    limits: Limits,
     drain_timeout: Duration,
     mut terminate: tokio::sync::mpsc::Receiver<()>,
 ) {
-    let service = TowerToHyperService::new(routes::router(app));
+    let router = routes::router(app.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper enforces no timeouts at all. HTTP/1.1 must send
     // its headers in time; HTTP/2 connections (the apiserver keeps them
     // open) are pinged when idle. Before either, FirstByteDeadline.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(H2_KEEP_ALIVE).keep_alive_timeout(H2_KEEP_ALIVE);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE)
+        .max_concurrent_streams(limits.max_streams);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        // At the cap, stop accepting: new connections wait in the kernel's
+        // queue (as Go's netutil.LimitListener does) rather than being
+        // dropped, so a burst is served late instead of failed.
+        let slot = match connections.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                app.metrics.connections_waited.inc();
+                tracing::debug!(
+                    max = limits.max_connections,
+                    "at --max-connections: waiting for a connection to close"
+                );
+                tokio::select! {
+                    _ = terminate.recv() => break,
+                    slot = connections.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let (tcp, _peer) = tokio::select! {
             _ = terminate.recv() => break,
             accepted = listener.accept() => match accepted {
@@ -299,13 +358,30 @@ async fn serve(
         // Subscribe before the handshake, so a shutdown that starts during
         // it still reaches this connection.
         let watcher = graceful.watcher();
-        let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());
+        let (acceptor, router, builder, app) = (tls.acceptor(), router.clone(), builder.clone(), app.clone());
         tokio::spawn(async move {
+            let _open = OpenConnection::new(slot, &app.metrics);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => return tracing::debug!("TLS handshake failed: {err}"),
-                Err(_) => return tracing::debug!("TLS handshake timed out"),
+                Ok(Err(err)) => {
+                    app.metrics.refused("handshake_failed");
+                    return tracing::debug!("TLS handshake failed: {err}");
+                }
+                Err(_) => {
+                    app.metrics.refused("handshake_timeout");
+                    return tracing::debug!("TLS handshake timed out");
+                }
             };
+            // rustls verified any certificate presented; whether there was one.
+            let certified = tls.get_ref().1.peer_certificates().is_some_and(|chain| !chain.is_empty());
+            let peer = peer::Peer::new(certified, limits.fair_share);
+            let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                router,
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer.clone());
+                    request
+                },
+            ));
             let io = TokioIo::new(first_byte::FirstByteDeadline::new(tls, HEADER_READ_TIMEOUT));
             let connection = builder.serve_connection(io, service);
             if let Err(err) = watcher.watch(connection).await {
@@ -318,6 +394,26 @@ async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("drained; exiting"),
         _ = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached; exiting with requests in flight"),
+    }
+}
+
+/// A connection's slot under `--max-connections`, counted in
+/// `berth_connections_open` while it is held.
+struct OpenConnection {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    open: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl OpenConnection {
+    fn new(slot: tokio::sync::OwnedSemaphorePermit, metrics: &Metrics) -> Self {
+        metrics.connections_open.inc();
+        Self { _slot: slot, open: metrics.connections_open.clone() }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open.dec();
     }
 }
 

@@ -1,38 +1,38 @@
 //! HTTP routes: the two admission endpoints, health, readiness, metrics.
 
 use super::App;
+use super::peer::Peer;
 use crate::admission::{Endpoint, admit};
 use crate::audit::OnError;
 use crate::review::Review;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes, HttpBody as _};
+use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 
+/// The routes; every request carries its connection's [`Peer`] (the
+/// listener adds it).
 pub fn router(app: Arc<App>) -> Router {
-    let max_body = app.max_body;
     Router::new()
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        // axum's 2 MB default is below what the apiserver may send.
-        .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
 }
 
-async fn mutate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    review(app, Endpoint::Mutate, body).await
+async fn mutate(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>, request: Request) -> Response {
+    review(app, Endpoint::Mutate, peer, request).await
 }
 
-async fn validate(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    review(app, Endpoint::Validate, body).await
+async fn validate(State(app): State<Arc<App>>, Extension(peer): Extension<Peer>, request: Request) -> Response {
+    review(app, Endpoint::Validate, peer, request).await
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -48,19 +48,24 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Response {
+async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, request: Request) -> Response {
     let started = Instant::now();
-    let body = match body {
+    if app.verifies_clients && !peer.certified {
+        app.metrics.request(endpoint, "forbidden", started.elapsed());
+        return plain(
+            StatusCode::FORBIDDEN,
+            "berth: a client certificate signed by the --client-ca CA is required on this endpoint",
+        );
+    }
+    let expects_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = match read_body(&app, expects_continue, request.into_body()).await {
         Ok(body) => body,
-        Err(rejection) => {
+        Err(refused) => {
             app.metrics.request(endpoint, "bad_request", started.elapsed());
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("berth: the review is larger than the {} byte limit (--max-body-size)", app.max_body)
-            } else {
-                format!("berth: could not read the request body: {}", rejection.body_text())
-            };
-            return plain(status, &message);
+            return refused;
         }
     };
     let Some(policies) = app.policies.load_full() else {
@@ -69,7 +74,13 @@ async fn review(app: Arc<App>, endpoint: Endpoint, body: Result<Bytes, BytesReje
     };
     // Wasm calls are synchronous: they run on the blocking pool, at most
     // `workers` at once; past that a request waits a bounded time.
-    let permit = match tokio::time::timeout(app.queue_timeout, app.workers.clone().acquire_owned()).await {
+    // First this connection's turn, then a worker (peer.rs says why).
+    let turn = async {
+        let turn = peer.turn().await?;
+        let worker = app.workers.clone().acquire_owned().await?;
+        Ok::<_, tokio::sync::AcquireError>((turn, worker))
+    };
+    let permit = match tokio::time::timeout(app.queue_timeout, turn).await {
         Ok(Ok(permit)) => permit,
         _ => {
             app.metrics.request(endpoint, "unavailable", started.elapsed());
@@ -146,6 +157,69 @@ async fn audit(
             None
         }
     }
+}
+
+/// A body over `--max-body-size` is read to its end, up to this much in
+/// all, and thrown away before the 413 goes out. Answering mid-upload is
+/// allowed (HTTP/2: the response, then RST_STREAM with NO_ERROR, RFC 9113
+/// §8.1; HTTP/1.1: the response, then close), but clients that are still
+/// writing then fail the request without showing the 413 (curl 7.88 over
+/// HTTP/2, hyper's client over HTTP/1.1). A larger body is answered at
+/// once, and its stream reset or its connection closed.
+const DRAIN_LIMIT: usize = 16 << 20;
+
+/// The request body, read within `--body-timeout` and `--max-body-size`;
+/// or the answer to send instead.
+async fn read_body(app: &App, expects_continue: bool, mut body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("berth: the review is larger than the {} byte limit (--max-body-size)", app.max_body),
+        )
+    };
+    let deadline = tokio::time::Instant::now() + app.body_timeout;
+    // Announced too large (Content-Length) to a client that waits for
+    // `100 Continue` before sending it: answer now, it never sends it.
+    let announced = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if announced > app.max_body && (expects_continue || announced > DRAIN_LIMIT) {
+        return Err(too_large());
+    }
+    let mut received = Vec::with_capacity(announced.min(app.max_body));
+    let mut seen = 0_usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(err))) => {
+                return Err(plain(
+                    StatusCode::BAD_REQUEST,
+                    &format!("berth: could not read the request body: {}", crate::error_chain(&err)),
+                ));
+            }
+            Err(_) if seen > app.max_body => return Err(too_large()),
+            Err(_) => {
+                return Err(plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("berth: the request body did not arrive within {:?} (--body-timeout)", app.body_timeout),
+                ));
+            }
+        };
+        // Trailers carry nothing berth reads.
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > app.max_body {
+            if seen > DRAIN_LIMIT {
+                return Err(too_large());
+            }
+            received = Vec::new();
+            continue;
+        }
+        received.extend_from_slice(&data);
+    }
+    if seen > app.max_body || announced > app.max_body {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(received))
 }
 
 fn plain(status: StatusCode, message: &str) -> Response {
