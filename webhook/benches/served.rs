@@ -181,7 +181,9 @@ fn mutated(policies: &PolicySet, review: &[u8]) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let bookie = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture");
     let runtime = Runtime::new(RuntimeOptions { cache: cache(), ..RuntimeOptions::default() }).expect("runtime");
-    let default = PolicySet::load(&runtime, &Config::embedded_default().expect("default parses"), None)
+    let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pulsar/cluster.yaml");
+    let cluster = berth::cluster::Cluster::snapshot(&[cluster]).expect("cluster.yaml parses");
+    let default = PolicySet::load(&runtime, &Config::embedded_default().expect("default parses"), cluster)
         .expect("the default policy loads");
     let bookie_mutated = mutated(&default, &bookie);
 
@@ -193,7 +195,7 @@ fn bench(c: &mut Criterion) {
     assert!(!matched.is_empty(), "mutating policies match the bookie");
     eprintln!(
         "mutating policies matching the bookie: {}",
-        matched.iter().map(|p| &*p.name).collect::<Vec<_>>().join(", ")
+        matched.iter().map(|m| &*m.policy.name).collect::<Vec<_>>().join(", ")
     );
     group.bench_function("match_mutate", |b| b.iter(|| default.matching(Mode::Mutate, black_box(&parsed.request))));
     group.bench_function("admit_mutate", |b| {
