@@ -10,6 +10,7 @@ use crate::review::AdmissionRequest;
 use crate::runtime::{CallLimits, LoadError, Plugin, PluginContext, Runtime};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -47,6 +48,9 @@ pub enum PolicySetError {
         error: LoadError,
     },
 }
+
+/// The least time `validate-settings` gets, whatever the policy's timeout.
+const SETTINGS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One policy, ready to run.
 #[derive(Debug)]
@@ -255,8 +259,12 @@ fn prepare(
         serde_json::Value::Null => "{}".to_owned(),
         value => value.to_string(),
     };
+    // Checked off the hot path, at load: a deadline missed on a busy
+    // machine would refuse a good configuration (and a reload is not
+    // retried until its file changes), so the check gets a generous one.
+    let check = CallLimits { timeout: limits.timeout.max(SETTINGS_TIMEOUT), ..limits };
     plugin
-        .validate_settings(&name, &settings, limits)
+        .validate_settings(&name, &settings, check)
         .map_err(|error| PolicySetError::Load { policy: spec.name.clone(), error })?;
     Ok(Policy {
         name,
