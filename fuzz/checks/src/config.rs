@@ -13,14 +13,14 @@ use std::time::Duration;
 ///   empty, timeouts within 1ms..30s, pins of 64 hex digits, a valid audit
 ///   section; and parsing it again gives the same configuration.
 /// - Every matcher, and the union of what they need, is computed.
-pub fn check(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+pub fn check(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else { return false };
     let config = match Config::parse(text, "fuzz.yaml") {
         Ok(config) => config,
         Err(err) => {
             assert_no_repeats(&err);
             assert!(berth::error_chain(&err).starts_with("fuzz.yaml"), "{err} does not name the file");
-            return;
+            return false;
         }
     };
     for policy in &config.policies {
@@ -44,4 +44,5 @@ pub fn check(data: &[u8]) {
     assert_eq!(format!("{again:?}"), format!("{config:?}"), "parsing is not deterministic");
     let source = Source { config, ..Source::default() };
     berth::policy::needs(std::slice::from_ref(&source));
+    true
 }

@@ -25,8 +25,11 @@ use std::sync::OnceLock;
 pub const IDENTITY: [&str; 5] = ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/uid"];
 
 /// Every target, by name, with its check: the corpus of each is
-/// `fuzz/corpus/<name>/`.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// `fuzz/corpus/<name>/`. A check returns whether the input went the whole
+/// way (a review patched, a reference rewritten, a patch composed, a
+/// configuration accepted), so the replay can tell a corpus that no longer
+/// reaches the deep end.
+pub const TARGETS: [(&str, fn(&[u8]) -> bool); 4] = [
     ("review", review::check),
     ("reference", reference::check),
     ("compose", compose::check),
@@ -56,7 +59,12 @@ pub fn fixture_sets() -> Vec<PathBuf> {
 pub fn default_policies() -> &'static PolicySet {
     static SET: OnceLock<PolicySet> = OnceLock::new();
     SET.get_or_init(|| {
-        let sources = Config::embedded_default().expect("the embedded default parses");
+        let mut sources = Config::embedded_default().expect("the embedded default parses");
+        // The checks are about answers, not speed: a fuzzer's instrumented
+        // build on a busy machine must not turn into a timeout denial.
+        for spec in sources.iter_mut().flat_map(|source| &mut source.config.policies) {
+            spec.timeout = std::time::Duration::from_secs(30);
+        }
         let clusters: Vec<PathBuf> =
             fixture_sets().into_iter().map(|set| set.join("cluster.yaml")).filter(|p| p.exists()).collect();
         let cluster = Cluster::snapshot(&clusters).expect("the fixtures' cluster.yaml files read");
@@ -69,7 +77,8 @@ fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
         // No artifact cache: one compile per process, and nothing written
         // outside the target dir.
-        let options = RuntimeOptions { max_instances: 4, cache: ArtifactCache::disabled(), ..RuntimeOptions::default() };
+        let options =
+            RuntimeOptions { max_instances: 4, cache: ArtifactCache::disabled(), ..RuntimeOptions::default() };
         Runtime::new(options).expect("the runtime starts")
     })
 }

@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 /// - A rewrite keeps the tag and digest, lands on the rule's registry and
 ///   is never rewritten again; a second rewrite of anything is a no-op.
 /// - A registry prefix prints to text that parses equal.
-pub fn check(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+pub fn check(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else { return false };
     if let Ok(prefix) = RepositoryPrefix::parse(text) {
         let printed = prefix.to_string();
         assert_eq!(RepositoryPrefix::parse(&printed).as_ref(), Ok(&prefix), "prefix {text:?} printed as {printed:?}");
@@ -28,7 +28,7 @@ pub fn check(data: &[u8]) {
             for rules in rule_sets() {
                 assert!(rewrite(text, rules).is_err(), "{text:?} is refused by the parser but not by the rewriter");
             }
-            return;
+            return false;
         }
     };
     assert!(reference.path().len() <= NAME_TOTAL_LENGTH_MAX, "{text:?}: path too long");
@@ -40,16 +40,20 @@ pub fn check(data: &[u8]) {
         assert_eq!(again, reference, "{text:?} printed as {form:?} parses to another reference");
     }
 
+    let mut rewritten_once = false;
     for rules in rule_sets() {
         let Ok(Some(rewritten)) = rewrite(text, rules) else { continue };
-        let moved = Reference::parse(&rewritten).unwrap_or_else(|err| panic!("{text:?} rewritten to {rewritten:?}: {err}"));
+        let moved =
+            Reference::parse(&rewritten).unwrap_or_else(|err| panic!("{text:?} rewritten to {rewritten:?}: {err}"));
         assert_eq!((moved.tag(), moved.digest()), (reference.tag(), reference.digest()), "{text:?} → {rewritten:?}");
         assert!(
             rules.iter().any(|rule| rule.from.contains(&reference) && rule.to.contains(&moved)),
             "{text:?} → {rewritten:?} is not under the rule that matched"
         );
         assert_eq!(rewrite(&rewritten, rules), Ok(None), "{text:?} → {rewritten:?} is rewritten again");
+        rewritten_once = true;
     }
+    rewritten_once
 }
 
 /// The default policy's registry-rewrite rules (each distinct set), and a

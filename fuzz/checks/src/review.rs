@@ -21,10 +21,13 @@ use json_patch::PatchOperation;
 ///   it was made for, changes it, keeps its identity, and the default
 ///   policy's own promise holds: a reinvocation over berth's output
 ///   changes nothing more.
-pub fn check(data: &[u8]) {
+pub fn check(data: &[u8]) -> bool {
     let review = match Review::parse(data) {
         Ok(review) => review,
-        Err(err) => return assert_no_repeats(&err),
+        Err(err) => {
+            assert_no_repeats(&err);
+            return false;
+        }
     };
     let request = &review.request;
     assert!(!request.uid.is_empty(), "a parsed review has a uid");
@@ -50,16 +53,15 @@ pub fn check(data: &[u8]) {
             mutating = matched.len();
         }
     }
-    if mutating > 0 {
-        check_mutate(data);
-    }
+    mutating > 0 && check_mutate(data)
 }
 
 fn names(matched: &[Matched<'_>]) -> Vec<(String, bool)> {
     matched.iter().map(|m| (m.policy.name.to_string(), m.context.is_ok())).collect()
 }
 
-fn check_mutate(data: &[u8]) {
+/// Whether /mutate answered with a patch.
+fn check_mutate(data: &[u8]) -> bool {
     let set = default_policies();
     let review = Review::parse(data).expect("parsed once already");
     let uid = review.request.uid.clone();
@@ -67,7 +69,7 @@ fn check_mutate(data: &[u8]) {
     let admitted = admit(set, Endpoint::Mutate, review);
     let response = &admitted.response;
     assert_eq!(response.uid, uid, "the answer echoes the uid");
-    let Some(patch) = &response.patch else { return };
+    let Some(patch) = &response.patch else { return false };
     assert!(response.allowed, "a patch on a denial");
     let original = original.filter(|o| !o.is_null()).expect("a patch for a request with an object");
     let json = base64::engine::general_purpose::STANDARD.decode(patch).expect("the patch is base64");
@@ -90,4 +92,5 @@ fn check_mutate(data: &[u8]) {
         "a reinvocation over berth's own output was answered {:?}",
         again.response
     );
+    true
 }

@@ -56,17 +56,28 @@ pub fn write(corpus: &Path) {
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"},
                      "spec": {"tolerations": [], "containers": [{"name": "c", "image": "busybox"}]}});
     let hand = [
-        ("identity", json!([[{"op": "replace", "path": "/metadata/name", "value": "q"}],
-                            [{"op": "move", "from": "/metadata/namespace", "path": "/spec/ns"}]])),
+        (
+            "identity",
+            json!([[{"op": "replace", "path": "/metadata/name", "value": "q"}],
+                            [{"op": "move", "from": "/metadata/namespace", "path": "/spec/ns"}]]),
+        ),
         ("whole-object", json!([[{"op": "replace", "path": "", "value": {}}]])),
         ("not-a-patch", json!(["not json", {"op": "add"}, [{"op": "remove", "path": "/spec/nothing"}]])),
         ("net-no-op", json!([[{"op": "add", "path": "/spec/x", "value": 1}], [{"op": "remove", "path": "/spec/x"}]])),
-        ("in-order", json!([[{"op": "add", "path": "/spec/tolerations/-", "value": {"key": "a"}}],
+        (
+            "in-order",
+            json!([[{"op": "add", "path": "/spec/tolerations/-", "value": {"key": "a"}}],
                             [{"op": "copy", "from": "/spec/tolerations/0", "path": "/spec/tolerations/-"},
-                             {"op": "test", "path": "/spec/tolerations/1/key", "value": "a"}]])),
+                             {"op": "test", "path": "/spec/tolerations/1/key", "value": "a"}]]),
+        ),
     ];
     for (name, patches) in hand {
-        save(corpus, "compose", &format!("seed-{name}"), json!({"object": pod, "patches": patches}).to_string().as_bytes());
+        save(
+            corpus,
+            "compose",
+            &format!("seed-{name}"),
+            json!({"object": pod, "patches": patches}).to_string().as_bytes(),
+        );
     }
     let root = repo_root();
     for dir in ["deploy/policies", "deploy/examples"] {

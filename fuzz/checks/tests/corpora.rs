@@ -25,18 +25,29 @@ fn replay(target: &str) {
     let files = corpus(target);
     assert!(files.len() >= 5, "the {target} corpus has only {} files", files.len());
     let mut failures = Vec::new();
+    let mut reached_the_end = false;
     for file in &files {
         let data = std::fs::read(file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&data))) {
-            let why = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(no message)");
-            failures.push(format!("{}: {why}", file.display()));
+        match catch_unwind(AssertUnwindSafe(|| check(&data))) {
+            Ok(deep) => reached_the_end |= deep,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                failures.push(format!("{}: {why}", file.display()));
+            }
         }
     }
-    assert!(failures.is_empty(), "{} of {} {target} inputs fail:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} {target} inputs fail:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    assert!(reached_the_end, "no {target} input goes the whole way (see TARGETS): the corpus no longer exercises it");
 }
 
 #[test]
