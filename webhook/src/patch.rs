@@ -53,11 +53,19 @@ impl WorkingCopy {
         }
         let object = self.object.get_or_insert_with(|| original.clone());
         // Only a patch that reaches a protected field needs a snapshot to
-        // compare and roll back; the common case pays nothing.
-        let risky = ops.iter().any(touches_protected);
-        let before = risky.then(|| object.clone());
-        json_patch::patch(object, &ops).map_err(|err| PatchError::DoesNotApply(err.to_string()))?;
-        if let Some(before) = before {
+        // compare and roll back, and one with a `move`: json-patch does not
+        // undo a move whose `from` it removed before the `path` failed
+        // (found by the compose fuzz target). The common case pays nothing.
+        let protected = ops.iter().any(touches_protected);
+        let moves = ops.iter().any(|op| matches!(op, PatchOperation::Move(_)));
+        let before = (protected || moves).then(|| object.clone());
+        if let Err(err) = json_patch::patch(object, &ops) {
+            if let Some(before) = before {
+                *object = before;
+            }
+            return Err(PatchError::DoesNotApply(err.to_string()));
+        }
+        if let Some(before) = before.filter(|_| protected) {
             // A patch that spares the root leaves an object; only the
             // identity can have changed.
             if let Some(changed) = PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p)) {
@@ -154,6 +162,20 @@ mod tests {
             Err(PatchError::DoesNotApply(_))
         ));
         assert!(copy.finish(&original).is_none());
+    }
+
+    #[test]
+    fn a_move_that_fails_halfway_leaves_the_copy_as_it_was() {
+        let original = pod();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/x","value":1}]"#).unwrap();
+        let before = copy.changed_object().cloned();
+        let err = copy.apply(&original, r#"[{"op":"move","from":"/spec/x","path":"/nowhere/x"}]"#).unwrap_err();
+        assert!(matches!(err, PatchError::DoesNotApply(_)), "{err:?}");
+        assert_eq!(copy.changed_object().cloned(), before);
+        let err = copy.apply(&original, r#"[{"op":"move","from":"/metadata/namespace","path":"/nowhere/ns"}]"#);
+        assert!(matches!(err, Err(PatchError::DoesNotApply(_))), "{err:?}");
+        assert_eq!(copy.changed_object().cloned(), before);
     }
 
     #[test]
