@@ -25,39 +25,42 @@ fn policies(runtime: &Runtime, chart: &str, isolation: Isolation) -> PolicySet {
     PolicySet::load(runtime, &sources, cluster).expect("the embedded default loads")
 }
 
-fn answer(set: &PolicySet, endpoint: Endpoint, fixture: &Fixture) -> String {
+/// The answer, as the apiserver reads it, and how many plugins were called.
+fn answer(set: &PolicySet, endpoint: Endpoint, fixture: &Fixture) -> (String, u64) {
     let review = Review::parse(fixture.body.as_bytes()).expect("fixture reviews parse");
     let admitted = admit(set, endpoint, review);
-    serde_json::to_string(&admitted.response.into_review()).expect("the response serializes")
+    let calls = admitted.outcomes.len() as u64;
+    (serde_json::to_string(&admitted.response.into_review()).expect("the response serializes"), calls)
 }
 
 #[test]
 fn warm_instances_answer_exactly_as_fresh_ones() {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache: ArtifactCache::at(berth_e2e::server::cache_dir()),
-        ..Default::default()
-    })
-    .expect("runtime");
+    let runtime =
+        Runtime::new(RuntimeOptions { cache: ArtifactCache::at(berth_e2e::server::cache_dir()), ..Default::default() })
+            .expect("runtime");
     let mut by_chart: BTreeMap<String, Vec<Fixture>> = BTreeMap::new();
     for fixture in fixtures::all() {
         by_chart.entry(fixture.chart().to_owned()).or_default().push(fixture);
     }
     let mut compared = 0;
+    let mut reused = 0;
     for (chart, reviews) in &by_chart {
         let warm = policies(&runtime, chart, Isolation::Reuse);
         let fresh = policies(&runtime, chart, Isolation::Fresh);
         let expected: Vec<[String; 2]> = reviews
             .iter()
-            .map(|f| [answer(&fresh, Endpoint::Mutate, f), answer(&fresh, Endpoint::Validate, f)])
+            .map(|f| [answer(&fresh, Endpoint::Mutate, f).0, answer(&fresh, Endpoint::Validate, f).0])
             .collect();
         // Forward, backward, then forward again, alternating endpoints: each
         // warm instance sees many different objects before each review.
         let order = (0..reviews.len()).chain((0..reviews.len()).rev()).chain(0..reviews.len());
+        let mut calls = 0;
         for (step, i) in order.enumerate() {
             let endpoints = if step % 2 == 0 { [0, 1] } else { [1, 0] };
             for e in endpoints {
                 let endpoint = [Endpoint::Mutate, Endpoint::Validate][e];
-                let got = answer(&warm, endpoint, &reviews[i]);
+                let (got, called) = answer(&warm, endpoint, &reviews[i]);
+                calls += called;
                 assert_eq!(
                     got,
                     expected[i][e],
@@ -67,6 +70,14 @@ fn warm_instances_answer_exactly_as_fresh_ones() {
                 compared += 1;
             }
         }
+        // Calls that found a warm instance: calls made minus instances made
+        // (each plugin counted once, however many policies share it).
+        let mut plugins: Vec<_> = warm.policies().iter().map(|p| p.plugin.clone()).collect();
+        plugins.sort_by_key(|p| std::sync::Arc::as_ptr(p));
+        plugins.dedup_by(|a, b| std::sync::Arc::ptr_eq(a, b));
+        let instances: u64 = plugins.iter().map(|p| p.instantiations()).sum();
+        reused += calls.saturating_sub(instances);
     }
     assert!(compared >= 6 * 60, "compared only {compared} answers");
+    assert!(reused > 0, "no warm instance was ever reused: the test compared fresh with fresh");
 }

@@ -1,7 +1,7 @@
 //! What one admission costs, on the Pulsar bookie Pod (005 fixture, 17 KB)
 //! with the tolerations plugin:
 //!
-//! - `wasm_evaluate`: `Plugin::evaluate` (fresh instance, call, patch text back)
+//! - `wasm_evaluate`: `Plugin::evaluate` (a warm instance, call, patch text back)
 //! - `wasm_evaluate_2_threads`: the same on two threads at once, reported
 //!   per call (wall time / calls): perfect scaling is half of the above
 //! - `admit`: the whole chain with one policy (parse the review, match, call,
@@ -28,7 +28,9 @@ use berth::admission::{Endpoint, admit};
 use berth::config::{Config, Source};
 use berth::policy::PolicySet;
 use berth::review::Review;
-use berth::runtime::{ArtifactCache, CallLimits, PluginContext, PluginDecision, PluginRequest, Runtime, RuntimeOptions};
+use berth::runtime::{
+    ArtifactCache, CallLimits, PluginContext, PluginDecision, PluginRequest, Runtime, RuntimeOptions,
+};
 
 const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 use berth_plugin_tolerations::TolerationsSettings;
@@ -74,9 +76,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("bookie");
 
     group.bench_function("wasm_evaluate", |b| {
-        b.iter(|| {
-            tolerations.evaluate(&policy, black_box(input), SETTINGS, &NO_CONTEXT, limits).expect("evaluates")
-        })
+        b.iter(|| tolerations.evaluate(&policy, black_box(input), SETTINGS, &NO_CONTEXT, limits).expect("evaluates"))
     });
 
     let yaml = format!(
@@ -100,9 +100,7 @@ fn bench(c: &mut Criterion) {
                     scope.spawn(|| {
                         for _ in 0..iters {
                             black_box(
-                                tolerations
-                                    .evaluate(&policy, input, SETTINGS, &NO_CONTEXT, limits)
-                                    .expect("evaluates"),
+                                tolerations.evaluate(&policy, input, SETTINGS, &NO_CONTEXT, limits).expect("evaluates"),
                             );
                         }
                     });

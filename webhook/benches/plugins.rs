@@ -27,7 +27,11 @@ use std::path::Path;
 use std::time::Duration;
 
 const FIXTURES: &str = "../tests/fixtures/pulsar";
-const MUTATED: [&str; 3] = ["005-pod-pulsar-bookie-0.json", "012-pod-pulsar-broker-0.json", "003-pvc-pulsar-bookie-journal-pulsar-bookie-0.json"];
+const MUTATED: [&str; 3] = [
+    "005-pod-pulsar-bookie-0.json",
+    "012-pod-pulsar-broker-0.json",
+    "003-pvc-pulsar-bookie-journal-pulsar-bookie-0.json",
+];
 const VALIDATED: &str = "012-pod-pulsar-broker-0.json";
 
 fn read(file: &str) -> Vec<u8> {
@@ -36,7 +40,12 @@ fn read(file: &str) -> Vec<u8> {
 }
 
 /// The plugin's own code, natively, through the glue its component uses.
-fn native(plugin: &str, input: PluginRequest<'_>, settings: &str, context: Context) -> Result<berth_sdk::Verdict, String> {
+fn native(
+    plugin: &str,
+    input: PluginRequest<'_>,
+    settings: &str,
+    context: Context,
+) -> Result<berth_sdk::Verdict, String> {
     let PluginRequest { request, object, old_object } = input;
     macro_rules! call {
         ($evaluate:path) => {

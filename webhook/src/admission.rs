@@ -145,7 +145,8 @@ fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
         if changed_object.is_none()
             && let Some(object) = working.changed_object()
         {
-            changed_object = Some(object.to_string());
+            // Serializing a Value cannot fail; to_string would go through fmt.
+            changed_object = serde_json::to_string(object).ok();
         }
         let input = PluginRequest {
             request: &info,

@@ -121,6 +121,8 @@ impl PolicySet {
                         plugin
                     }
                 };
+                // Every policy's pin, also for a plugin another policy loaded.
+                check_pin(spec, &plugin)?;
                 policies.push(prepare(runtime, spec, plugin, matcher)?);
             }
         }
@@ -225,19 +227,21 @@ fn load_plugin(runtime: &Runtime, spec: &PolicySpec, source: &Source) -> Result<
                 .into()
         }
     };
-    let plugin =
-        runtime.load(&spec.plugin, &wasm).map_err(|error| PolicySetError::Load { policy: policy.clone(), error })?;
-    if let Some(expected) = &spec.sha256
-        && !expected.eq_ignore_ascii_case(plugin.sha256())
-    {
-        let error = LoadError::Checksum {
-            source_name: spec.plugin.clone(),
-            expected: expected.to_lowercase(),
-            actual: plugin.sha256().to_owned(),
-        };
-        return Err(PolicySetError::Load { policy, error });
+    runtime.load(&spec.plugin, &wasm).map_err(|error| PolicySetError::Load { policy: policy.clone(), error })
+}
+
+fn check_pin(spec: &PolicySpec, plugin: &Plugin) -> Result<(), PolicySetError> {
+    match &spec.sha256 {
+        Some(expected) if !expected.eq_ignore_ascii_case(plugin.sha256()) => {
+            let error = LoadError::Checksum {
+                source_name: spec.plugin.clone(),
+                expected: expected.to_lowercase(),
+                actual: plugin.sha256().to_owned(),
+            };
+            Err(PolicySetError::Load { policy: spec.name.clone(), error })
+        }
+        _ => Ok(()),
     }
-    Ok(plugin)
 }
 
 fn prepare(

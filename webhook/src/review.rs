@@ -306,7 +306,9 @@ mod tests {
         assert_eq!(without["uid"], "abc");
         assert!(without.get("object").is_none() && without.get("oldObject").is_none(), "{without}");
         assert!(parsed.request.object.is_some(), "the objects are put back");
-        let delete = review(&POD.replace(r#""object":{"metadata":{"generateName":"job-"}}"#, r#""object":null,"oldObject":{"a":1}"#));
+        let delete = review(
+            &POD.replace(r#""object":{"metadata":{"generateName":"job-"}}"#, r#""object":null,"oldObject":{"a":1}"#),
+        );
         let deleted = Review::parse(delete.as_bytes()).unwrap();
         assert_eq!((deleted.raw_object, deleted.raw_old_object), (None, Some(r#"{"a":1}"#)));
         assert_eq!(parsed.request.display_name(), "job-");

@@ -82,8 +82,8 @@ impl<'a> Request<'a> {
     /// gets them. An `object` or `oldObject` still inside `request` is
     /// skipped, not parsed.
     pub fn parse(request: &'a str, object: Option<&'a str>, old_object: Option<&'a str>) -> Result<Self, Error> {
-        let mut parsed: Self = serde_json::from_str(request)
-            .map_err(|err| Error::msg(format!("invalid AdmissionRequest: {err}")))?;
+        let mut parsed: Self =
+            serde_json::from_str(request).map_err(|err| Error::msg(format!("invalid AdmissionRequest: {err}")))?;
         parsed.object = object.filter(|text| text.trim() != "null");
         parsed.old_object = old_object.filter(|text| text.trim() != "null");
         Ok(parsed)

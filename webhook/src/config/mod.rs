@@ -4,8 +4,8 @@
 //! file's schema; `audit/` and the rest read it, never the reverse.
 
 pub mod audit;
-pub use audit::AuditSpec;
 pub use crate::runtime::Isolation;
+pub use audit::AuditSpec;
 
 use crate::review::Operation;
 use serde::{Deserialize, Deserializer};
@@ -74,7 +74,6 @@ pub struct PolicySpec {
     #[serde(default)]
     pub isolation: Isolation,
 }
-
 
 /// A fact of the cluster handed to a plugin with each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -27,7 +27,7 @@ impl HostState {
         Self {
             wasi: sealed_wasi(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: memory_limit, total: 0, exceeded: None },
+            limiter: MemoryLimiter { limit: memory_limit, total: 0, memories: 0, exceeded: None },
             policy,
             last_error: None,
             deadline: Instant::now(),
@@ -124,6 +124,8 @@ pub struct MemoryLimiter {
     limit: usize,
     /// Bytes of linear memory in use across every memory of the instance.
     total: usize,
+    /// Linear memories created (each starts with a grow from 0).
+    memories: usize,
     pub(super) exceeded: Option<usize>,
 }
 
@@ -131,6 +133,10 @@ impl MemoryLimiter {
     /// Bytes of linear memory the instance holds.
     pub(super) fn total(&self) -> usize {
         self.total
+    }
+
+    pub(super) fn memories(&self) -> usize {
+        self.memories
     }
 }
 
@@ -144,6 +150,9 @@ impl ResourceLimiter for MemoryLimiter {
             return Err(wasmtime::Error::new(MemoryLimitExceeded { desired: total, limit: self.limit }));
         }
         self.total = total;
+        if current == 0 {
+            self.memories += 1;
+        }
         Ok(true)
     }
 

@@ -174,7 +174,9 @@ pub(crate) struct WarmBudget {
 impl WarmBudget {
     /// Take a slot for one more idle instance, if there is one.
     fn acquire(&self) -> bool {
-        self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| (idle < self.max).then_some(idle + 1)).is_ok()
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| (idle < self.max).then_some(idle + 1))
+            .is_ok()
     }
 
     /// An idle instance was taken for a call, or dropped.

@@ -7,6 +7,7 @@ use super::error::{LoadError, PluginError};
 use super::host::{HostState, MemoryLimitExceeded, truncate};
 use super::{EPOCH_TICK, PolicyPre, Runtime};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -88,6 +89,7 @@ pub struct Plugin {
     /// store is re-armed with the policy's name and limits on each call).
     warm: Mutex<Vec<Warm>>,
     budget: Arc<super::WarmBudget>,
+    instantiations: AtomicU64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -116,6 +118,7 @@ impl Plugin {
             engine: runtime.engine().clone(),
             warm: Mutex::new(Vec::new()),
             budget: runtime.warm_budget().clone(),
+            instantiations: AtomicU64::new(0),
         })
     }
 
@@ -126,6 +129,11 @@ impl Plugin {
 
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Instances made so far (warm ones are reused, not counted again).
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations.load(Ordering::Relaxed)
     }
 
     /// Call `validate-settings`.
@@ -161,24 +169,32 @@ impl Plugin {
         };
         // Another policy's instance may have grown past this one's cap.
         let mut warm = match warm.filter(|warm| warm.store.data().limiter.total() <= limits.memory) {
-            Some(warm) => warm,
+            Some(mut warm) => {
+                warm.store.data_mut().arm(policy, limits);
+                warm.store.set_epoch_deadline(deadline_ticks(limits.timeout));
+                warm
+            }
+            // Armed before instantiation: its deadline covers the start
+            // functions and the call together.
             None => {
                 let (store, instance) = self.instantiate(policy, limits)?;
                 Warm { store, instance, calls: 0 }
             }
         };
-        warm.store.data_mut().arm(policy, limits);
-        warm.store.set_epoch_deadline(deadline_ticks(limits.timeout));
         warm.calls += 1;
         let PluginRequest { request, object, old_object } = request;
-        let verdict = match warm.instance.call_evaluate(&mut warm.store, request, object, old_object, settings, context) {
-            Ok(Ok(verdict)) => verdict,
-            Ok(Err(message)) => return Err(PluginError::Policy(message)),
-            Err(err) => return Err(classify(err, &warm.store, limits)),
+        let result = match warm.instance.call_evaluate(&mut warm.store, request, object, old_object, settings, context)
+        {
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(message)) => Err(PluginError::Policy(message)),
+            Err(err) => Err(classify(err, &warm.store, limits)),
         };
-        if limits.isolation == Isolation::Reuse {
+        // A trap, a timeout or a memory error may have left the instance
+        // anywhere; an error the plugin returned did not.
+        if limits.isolation == Isolation::Reuse && result.as_ref().err().is_none_or(|err| !err.poisons_instance()) {
             self.keep_warm(warm);
         }
+        let verdict = result?;
         let decision = match verdict.decision {
             WitDecision::Allow => PluginDecision::Allow,
             WitDecision::Deny(denial) => PluginDecision::Deny { message: denial.message, code: denial.code },
@@ -196,7 +212,11 @@ impl Plugin {
     /// Keep an instance for the next call, if it is still worth keeping and
     /// the runtime has a slot to spare for it.
     fn keep_warm(&self, warm: Warm) {
-        if warm.calls >= MAX_CALLS || warm.store.data().limiter.total() > MAX_WARM_MEMORY {
+        let state = warm.store.data();
+        // The budget counts instances; the pool's slots are per memory, so
+        // only single-memory components stay warm (JS or Python guests
+        // with several memories are instantiated per call).
+        if warm.calls >= MAX_CALLS || state.limiter.total() > MAX_WARM_MEMORY || state.limiter.memories() > 1 {
             return;
         }
         if self.budget.acquire() {
@@ -209,6 +229,7 @@ impl Plugin {
         policy: &Arc<str>,
         limits: CallLimits,
     ) -> Result<(Store<HostState>, super::Policy), PluginError> {
+        self.instantiations.fetch_add(1, Ordering::Relaxed);
         let mut store = Store::new(&self.engine, HostState::new(policy.clone(), limits.memory));
         store.limiter(|state| &mut state.limiter);
         // The deadline covers instantiation too (start functions run there).

@@ -4,8 +4,7 @@
 
 use berth::runtime::{
     ArtifactCache, CallLimits, Isolation, LoadError, Plugin, PluginContext, PluginDecision, PluginError, PluginRequest,
-    PluginVerdict, Runtime,
-    RuntimeOptions,
+    PluginVerdict, Runtime, RuntimeOptions,
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -33,8 +32,7 @@ fn request(uid: &str) -> String {
     .to_string()
 }
 
-const OBJECT: &str =
-    r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}, "spec": {"containers": []}}"#;
+const OBJECT: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}, "spec": {"containers": []}}"#;
 
 fn call(request: &str) -> PluginRequest<'_> {
     PluginRequest { request, object: Some(OBJECT), old_object: None }
@@ -293,13 +291,17 @@ fn compiled_plugins_are_cached_and_a_damaged_entry_is_recompiled() {
     let second = Runtime::new(options()).expect("runtime");
     let plugin = second.load(&source, &wasm).expect("loads from the cache");
     assert_eq!(std::fs::read(&cached[0]).expect("artifact"), stored, "a cache hit rewrites nothing");
-    assert!(plugin.evaluate(&"p".into(), call(&request("a")), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
+    assert!(
+        plugin.evaluate(&"p".into(), call(&request("a")), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok()
+    );
 
     // A damaged artifact fails wasmtime's checks and is compiled again.
     std::fs::write(&cached[0], b"not a compiled component").expect("damage");
     let third = Runtime::new(options()).expect("runtime");
     let plugin = third.load(&source, &wasm).expect("recompiles");
-    assert!(plugin.evaluate(&"p".into(), call(&request("b")), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok());
+    assert!(
+        plugin.evaluate(&"p".into(), call(&request("b")), &settings("ok"), &NO_CONTEXT, limits(100, 16 * MIB)).is_ok()
+    );
     assert_ne!(
         std::fs::read(&cached[0]).expect("artifact"),
         b"not a compiled component",
@@ -334,7 +336,8 @@ fn the_memory_limit_counts_every_memory_of_the_component() {
         matches!(err, PluginError::OutOfMemory { limit, desired } if limit == 64 * MIB && desired > 64 * MIB),
         "{err:?}"
     );
-    let verdict =
-        plugin.evaluate(&policy(), call(&request("b")), "{}", &NO_CONTEXT, limits(1000, 200 * MIB)).expect("fits in 200 MiB");
+    let verdict = plugin
+        .evaluate(&policy(), call(&request("b")), "{}", &NO_CONTEXT, limits(1000, 200 * MIB))
+        .expect("fits in 200 MiB");
     assert_eq!(verdict.decision, PluginDecision::Allow);
 }
