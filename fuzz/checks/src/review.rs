@@ -15,6 +15,8 @@ use json_patch::PatchOperation;
 ///   parsed with a uid.
 /// - The request serializes, and what admission.rs re-serializes for the
 ///   next plugin parses back and serializes to the same text.
+/// - What plugins get (contract 0.3.0) is the request: the request without
+///   its objects, plus each object's text, put back together, equals it.
 /// - Matching is the same on the re-serialized request, and yields
 ///   policies of the asked mode in configuration order.
 /// - On /mutate, the answer echoes the uid; a patch applies to the object
@@ -29,6 +31,23 @@ pub fn check(data: &[u8]) -> bool {
             return false;
         }
     };
+    let mut review = review;
+    let without = review.request.to_json_without_objects();
+    let mut handed: serde_json::Value = serde_json::from_str(&without).expect("the request for plugins is JSON");
+    assert!(handed.get("object").is_none() && handed.get("oldObject").is_none(), "objects left in {without}");
+    for (key, text) in [("object", review.raw_object), ("oldObject", review.raw_old_object)] {
+        if let Some(text) = text {
+            handed[key] = serde_json::from_str(text).expect("an object's text is JSON");
+        }
+    }
+    let whole = serde_json::to_value(&review.request).expect("a parsed request serializes");
+    let strip_nulls = |mut v: serde_json::Value| {
+        if let Some(fields) = v.as_object_mut() {
+            fields.retain(|_, value| !value.is_null());
+        }
+        v
+    };
+    assert_eq!(strip_nulls(handed), strip_nulls(whole), "the request and its objects, put back, differ");
     let request = &review.request;
     assert!(!request.uid.is_empty(), "a parsed review has a uid");
 

@@ -184,7 +184,8 @@ async fn read_body(app: &App, expects_continue: bool, mut body: Body) -> Result<
     if announced > app.max_body && (expects_continue || announced > DRAIN_LIMIT) {
         return Err(too_large());
     }
-    let mut received = Vec::with_capacity(announced.min(app.max_body));
+    // Grown as the body arrives: a Content-Length alone reserves little.
+    let mut received = Vec::with_capacity(announced.min(app.max_body).min(64 << 10));
     let mut seen = 0_usize;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {

@@ -39,6 +39,14 @@ pub enum TlsError {
         #[source]
         error: rustls::Error,
     },
+    /// A PEM block that does not parse: a bundle half-written during a
+    /// rotation must not load with a CA missing.
+    #[error("{path}: a PEM block that does not parse")]
+    BadPem {
+        path: PathBuf,
+        #[source]
+        error: rustls_pki_types::pem::Error,
+    },
     #[error("{path} cannot verify client certificates")]
     ClientVerifier {
         path: PathBuf,
@@ -218,7 +226,8 @@ impl Tls {
 /// reach /healthz and /readyz.
 fn client_verifier(path: &Path, pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem).filter_map(Result::ok) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|error| TlsError::BadPem { path: path.to_owned(), error })?;
         roots.add(cert).map_err(|error| TlsError::BadCa { path: path.to_owned(), error })?;
     }
     if roots.is_empty() {
