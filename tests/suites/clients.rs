@@ -445,3 +445,45 @@ fn a_body_over_the_limit_gets_413_over_h2_and_http1() {
     assert!(stdout.ends_with("\n2 413"), "{stdout}");
     assert!(stdout.contains("--max-body-size"), "{stdout}");
 }
+
+/// With --client-ca, clients without a certificate cannot hold the
+/// connections kube-apiserver needs: they get 32 slots of their own, past
+/// which they are closed at once, and each lives 10 s at most. Meanwhile a
+/// certified client is answered.
+#[test]
+fn connections_without_a_client_certificate_get_few_slots_and_a_short_life() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ours = pki(&dir.path().join("ours"));
+    let server = Server::builder()
+        .tls_files(ours.ca.clone(), ours.cert.clone(), ours.key.clone())
+        .arg("--client-ca")
+        .arg(ours.ca.display().to_string())
+        .spawn();
+    let capped = r#"berth_connections_refused_total{reason="uncertified_cap"}"#;
+    runtime().block_on(async {
+        // 40 idle HTTP/2 connections without a certificate, each proven
+        // open by one answered probe.
+        let mut idle = Vec::new();
+        for _ in 0..40 {
+            if let Ok(mut client) = Client::connect_as(server.listen, &ours.ca, Protocol::Http2, "localhost").await
+                && client.get("/healthz").await.is_ok()
+            {
+                idle.push(client);
+            }
+        }
+        assert_eq!(idle.len(), 32, "connections without a certificate beyond their 32 slots were served");
+        assert!(metric(&server, capped) >= 8.0, "the refused ones are counted");
+        let status = mutate_as(&server, &ours.ca, Protocol::Http2, Some(&ours.client)).await;
+        assert_eq!(status, Ok(StatusCode::OK), "a certified client is answered while they idle");
+
+        // Past their lifetime they are closed, and their slots are free again.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        for client in &mut idle {
+            assert!(client.get("/healthz").await.is_err(), "a connection without a certificate outlived 10 s");
+        }
+        drop(idle);
+        let mut fresh =
+            Client::connect_as(server.listen, &ours.ca, Protocol::Http2, "localhost").await.expect("connect");
+        assert_eq!(fresh.get("/healthz").await.expect("healthz").0, StatusCode::OK, "a slot is free again");
+    });
+}

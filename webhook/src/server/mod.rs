@@ -37,6 +37,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client's first bytes, and then each HTTP/1.1 request's headers, must
 /// arrive within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// With --client-ca, connections without a client certificate (the
+/// kubelet's probes, a scraper) get their own few slots and a short life:
+/// a client library answers HTTP/2 pings itself, so anyone who can reach
+/// the port could otherwise hold every --max-connections slot idle.
+const UNCERTIFIED_CONNECTIONS: usize = 32;
+const UNCERTIFIED_LIFETIME: Duration = Duration::from_secs(10);
 /// An idle HTTP/2 connection is pinged this often, and closed if a ping
 /// goes unanswered this long.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -131,6 +137,8 @@ pub struct App {
     body_timeout: Duration,
     /// Whether /mutate and /validate require a verified client certificate.
     verifies_clients: bool,
+    /// Slots for connections without one, when they are required.
+    uncertified: Arc<Semaphore>,
     audit: AuditLog,
     /// The configuration's `audit:` section as berth started with it: a
     /// reload that changes it is told that it takes a restart.
@@ -192,6 +200,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         max_body: options.max_body,
         body_timeout: options.body_timeout,
         verifies_clients: tls.verifies_clients(),
+        uncertified: Arc::new(Semaphore::new(UNCERTIFIED_CONNECTIONS)),
         audit,
         audit_section,
         require_pinned: options.require_pinned,
@@ -374,6 +383,16 @@ async fn serve(
             };
             // rustls verified any certificate presented; whether there was one.
             let certified = tls.get_ref().1.peer_certificates().is_some_and(|chain| !chain.is_empty());
+            let uncertified = match app.verifies_clients && !certified {
+                false => None,
+                true => match app.uncertified.clone().try_acquire_owned() {
+                    Ok(slot) => Some(slot),
+                    Err(_) => {
+                        app.metrics.refused("uncertified_cap");
+                        return tracing::debug!("too many connections without a client certificate");
+                    }
+                },
+            };
             let peer = peer::Peer::new(certified, limits.fair_share);
             let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                 router,
@@ -383,8 +402,15 @@ async fn serve(
                 },
             ));
             let io = TokioIo::new(first_byte::FirstByteDeadline::new(tls, HEADER_READ_TIMEOUT));
-            let connection = builder.serve_connection(io, service);
-            if let Err(err) = watcher.watch(connection).await {
+            let connection = watcher.watch(builder.serve_connection(io, service));
+            let ended = match uncertified {
+                None => connection.await,
+                Some(_slot) => match tokio::time::timeout(UNCERTIFIED_LIFETIME, connection).await {
+                    Ok(ended) => ended,
+                    Err(_) => return tracing::debug!("closed a connection without a client certificate"),
+                },
+            };
+            if let Err(err) = ended {
                 tracing::debug!("connection ended: {err}");
             }
         });
