@@ -246,13 +246,7 @@ fn new_ca(validity: Validity) -> Result<NewCa, CertError> {
 fn leaf(names: &[String], issuer: &Issuer<'_, KeyPair>, validity: Validity) -> Result<(String, String), CertError> {
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("berth"));
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.use_authority_key_identifier_extension = true;
-    set_validity(&mut params, validity);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    signed(params, ExtendedKeyUsagePurpose::ServerAuth, issuer, validity)
 }
 
 /// A client certificate for `name` (its common name, as kube-apiserver's
@@ -260,7 +254,17 @@ fn leaf(names: &[String], issuer: &Issuer<'_, KeyPair>, validity: Validity) -> R
 fn client_leaf(name: &str, issuer: &Issuer<'_, KeyPair>, validity: Validity) -> Result<(String, String), CertError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, name);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    signed(params, ExtendedKeyUsagePurpose::ClientAuth, issuer, validity)
+}
+
+/// A leaf certificate for one `usage`, with a new key, signed by `issuer`.
+fn signed(
+    mut params: CertificateParams,
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'_, KeyPair>,
+    validity: Validity,
+) -> Result<(String, String), CertError> {
+    params.extended_key_usages = vec![usage];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.use_authority_key_identifier_extension = true;
     set_validity(&mut params, validity);
