@@ -153,8 +153,8 @@ impl Plugin {
     }
 
     /// Call `evaluate` on one admission request: in a warm instance,
-    /// unless the policy asks for a fresh one. An instance that failed in
-    /// any way is never used again.
+    /// unless the policy asks for a fresh one. An instance that a trap, a
+    /// timeout or a memory error ended is never used again.
     pub fn evaluate(
         &self,
         policy: &Arc<str>,
