@@ -19,6 +19,8 @@ fn main() {
 
     println!("cargo:rerun-if-changed={}", root.join("plugins").display());
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    // The plugins' profile ([profile.plugin]) lives in the root manifest.
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.toml").display());
 
     let bundled = plugin_crates(&root.join("plugins"));
     let testing = plugin_crates(&root.join("plugins/testing"));
