@@ -7,13 +7,12 @@ use berth::certs::{IssueRequest, issue};
 use berth_e2e::client::{Client, Exchange, Identity, Protocol, tls_connector};
 use berth_e2e::fixtures::{self, Fixture};
 use berth_e2e::server::Server;
-use http_body_util::channel::Channel;
+use berth_e2e::slow;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -159,76 +158,22 @@ fn client_ca_that_is_no_ca_stops_berth_with_a_reason() {
     assert!(stderr.contains("empty.crt holds no PEM certificate"), "{stderr}");
 }
 
-/// One request whose body is sent by the caller, on its own connection.
-struct Trickle {
-    body: http_body_util::channel::Sender<Bytes, Infallible>,
-    response: tokio::task::JoinHandle<Result<(StatusCode, Bytes), String>>,
-}
-
-async fn trickle(server: &Server, protocol: Protocol, length: usize) -> Trickle {
-    let tcp = TcpStream::connect(server.listen).await.expect("connect");
-    let name = ServerName::try_from("localhost").expect("name");
-    let tls = tls_connector(&server.ca, protocol).connect(name, tcp).await.expect("TLS");
-    let io = TokioIo::new(tls);
-    let (body, channel) = Channel::<Bytes, Infallible>::new(4);
-    let request = Request::post("/mutate")
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .header("content-length", length)
-        .body(channel)
-        .expect("request");
-    let response = match protocol {
-        Protocol::Http2 => {
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.expect("h2 handshake");
-            tokio::spawn(conn);
-            tokio::spawn(async move {
-                let response = sender.send_request(request).await.map_err(|err| err.to_string())?;
-                let status = response.status();
-                let body = response.into_body().collect().await.map_err(|err| err.to_string())?;
-                Ok((status, body.to_bytes()))
-            })
-        }
-        Protocol::Http1 => {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
-            tokio::spawn(conn);
-            tokio::spawn(async move {
-                let response = sender.send_request(request).await.map_err(|err| err.to_string())?;
-                let status = response.status();
-                let body = response.into_body().collect().await.map_err(|err| err.to_string())?;
-                Ok((status, body.to_bytes()))
-            })
-        }
-    };
-    Trickle { body, response }
-}
-
 #[test]
 fn a_body_that_trickles_gets_408_after_the_body_timeout() {
     let server = Server::builder().arg("--body-timeout").arg("1s").spawn();
     runtime().block_on(async {
         let body = bookie().body;
         for protocol in [Protocol::Http2, Protocol::Http1] {
-            let Trickle { body: mut body_tx, response } = trickle(&server, protocol, body.len()).await;
-            let started = Instant::now();
             // A byte every 200 ms: always something, never the whole body.
-            let sender = tokio::spawn({
-                let body = body.clone();
-                async move {
-                    for byte in body.into_bytes() {
-                        if body_tx.send_data(Bytes::from(vec![byte])).await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            });
-            let answer = tokio::time::timeout(Duration::from_secs(10), response)
-                .await
-                .expect("an answer within 10 s")
-                .expect("task");
+            let trickle = slow::Trickle { protocol, pieces: body.len(), pause: Duration::from_millis(200) };
+            let started = Instant::now();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(10),
+                slow::post(server.listen, &server.ca, "/mutate", Bytes::from(body.clone()), trickle),
+            )
+            .await
+            .expect("an answer within 10 s");
             let elapsed = started.elapsed();
-            sender.abort();
             let (status, text) = answer.unwrap_or_else(|err| panic!("{protocol:?}: no answer: {err}"));
             assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{protocol:?}: {text:?}");
             assert!(String::from_utf8_lossy(&text).contains("did not arrive within 1s (--body-timeout)"), "{text:?}");
