@@ -66,8 +66,8 @@ impl PolicyError {
 #[derive(Debug)]
 pub struct PolicyOutcome {
     pub policy: Arc<str>,
-    pub plugin: String,
-    pub sha256: String,
+    pub plugin: Arc<str>,
+    pub sha256: Arc<str>,
     pub elapsed: Duration,
     pub result: PolicyResult,
 }
@@ -315,13 +315,8 @@ fn add_warnings(response: &mut AdmissionResponse, policy: &str, warnings: Vec<St
 }
 
 fn outcome(policy: &Policy, elapsed: Duration, result: PolicyResult) -> PolicyOutcome {
-    PolicyOutcome {
-        policy: policy.name.clone(),
-        plugin: policy.plugin.source().to_owned(),
-        sha256: policy.plugin.sha256().to_owned(),
-        elapsed,
-        result,
-    }
+    let (plugin, sha256) = policy.plugin.names();
+    PolicyOutcome { policy: policy.name.clone(), plugin, sha256, elapsed, result }
 }
 
 #[cfg(test)]

@@ -180,8 +180,8 @@ pub(crate) fn build(
     for outcome in admitted.outcomes.iter().filter(|o| recorded(o, record_mutations)) {
         let mut record = AuditRecord {
             policy: outcome.policy.to_string(),
-            plugin: outcome.plugin.clone(),
-            sha256: outcome.sha256.clone(),
+            plugin: outcome.plugin.to_string(),
+            sha256: outcome.sha256.to_string(),
             ..base.clone()
         };
         match &outcome.result {
@@ -314,8 +314,8 @@ mod tests {
     fn outcome(policy: &str, result: PolicyResult) -> PolicyOutcome {
         PolicyOutcome {
             policy: Arc::from(policy),
-            plugin: format!("builtin:{policy}"),
-            sha256: "ab".repeat(32),
+            plugin: format!("builtin:{policy}").into(),
+            sha256: "ab".repeat(32).into(),
             elapsed: Duration::from_millis(1),
             result,
         }

@@ -81,8 +81,9 @@ pub enum PluginDecision {
 }
 
 pub struct Plugin {
-    source: String,
-    sha256: String,
+    /// Shared, not copied, by the outcome of every call (the audit log's).
+    source: Arc<str>,
+    sha256: Arc<str>,
     pre: PolicyPre<HostState>,
     engine: wasmtime::Engine,
     /// Idle warm instances; shared by every policy using this plugin (the
@@ -100,7 +101,7 @@ impl std::fmt::Debug for Plugin {
 
 impl Plugin {
     pub(super) fn load(runtime: &Runtime, source: &str, wasm: &[u8]) -> Result<Self, LoadError> {
-        let sha256 = hex::encode(Sha256::digest(wasm));
+        let sha256: Arc<str> = hex::encode(Sha256::digest(wasm)).into();
         let component = runtime
             .cache()
             .component(runtime.engine(), &sha256, wasm)
@@ -112,7 +113,7 @@ impl Plugin {
         let pre =
             PolicyPre::new(instance_pre).map_err(|error| LoadError::Link { source_name: source.to_owned(), error })?;
         Ok(Self {
-            source: source.to_owned(),
+            source: source.into(),
             sha256,
             pre,
             engine: runtime.engine().clone(),
@@ -129,6 +130,11 @@ impl Plugin {
 
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// [`Plugin::source`] and [`Plugin::sha256`], to keep without copying.
+    pub fn names(&self) -> (Arc<str>, Arc<str>) {
+        (self.source.clone(), self.sha256.clone())
     }
 
     /// Instances made so far (warm ones are reused, not counted again).

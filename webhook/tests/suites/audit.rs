@@ -49,8 +49,8 @@ fn review_body(uid: &str, namespace: &str, user: &str, dry_run: bool) -> String 
 fn outcome(policy: &str, result: PolicyResult) -> PolicyOutcome {
     PolicyOutcome {
         policy: Arc::from(policy),
-        plugin: format!("builtin:{policy}"),
-        sha256: "0f".repeat(32),
+        plugin: format!("builtin:{policy}").into(),
+        sha256: "0f".repeat(32).into(),
         elapsed: Duration::from_micros(300),
         result,
     }
