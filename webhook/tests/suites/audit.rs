@@ -588,21 +588,28 @@ fn following_prints_new_records() {
         .spawn()
         .unwrap();
     let log = AuditLog::open(&AuditSpec { max_size: 2 << 10, max_files: 100, ..spec(&path) }).unwrap();
-    for n in 0..10 {
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Following starts at the active file, like `tail -f`: the first record
+    // is seen before the rest are written, so none of them can rotate away
+    // before the follower has opened the log (a busy machine starts it late).
+    let next = || received.recv_timeout(Duration::from_secs(30)).expect("a followed record within 30 s");
+    log.write_blocking(denial_records(&log, "f0", "team-a", "p")).unwrap();
+    let mut lines = vec![next()];
+    for n in 1..10 {
         log.write_blocking(denial_records(&log, &format!("f{n}"), "team-a", "p")).unwrap();
     }
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout).lines().take(10).map(|l| l.unwrap()).collect::<Vec<_>>()
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !reader.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lines.extend((1..10).map(|_| next()));
     child.kill().unwrap();
     child.wait().unwrap();
-    let lines = reader.join().unwrap();
     let uids: Vec<String> = lines.iter().map(|l| serde_json::from_str::<AuditRecord>(l).unwrap().uid).collect();
     assert_eq!(uids, (0..10).map(|n| format!("f{n}")).collect::<Vec<_>>());
 }
