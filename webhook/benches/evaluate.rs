@@ -27,18 +27,23 @@
 use berth::admission::{Endpoint, admit};
 use berth::config::{Config, Source};
 use berth::policy::PolicySet;
-use berth::review::Review;
+use berth::review::{Object, Review};
 use berth::runtime::{
     ArtifactCache, CallLimits, PluginContext, PluginDecision, PluginRequest, Runtime, RuntimeOptions,
 };
 
-const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 use berth_plugin_tolerations::TolerationsSettings;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The allocator `berth` itself runs with, so figures match the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 
 const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
 const BROKER: &str = "../tests/fixtures/pulsar/reviews/012-pod-pulsar-broker-0.json";
@@ -57,7 +62,11 @@ fn bench(c: &mut Criterion) {
     let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture");
     let mut review = Review::parse(&body).expect("a valid review");
     let info = review.request.to_json_without_objects();
-    let input = PluginRequest { request: &info, object: review.raw_object, old_object: review.raw_old_object };
+    let input = PluginRequest {
+        request: &info,
+        object: review.request.object.as_ref().map(Object::text),
+        old_object: review.request.old_object.as_ref().map(Object::text),
+    };
     let runtime = runtime();
     let tolerations = runtime
         .load("builtin:tolerations", berth::builtin::get("tolerations").expect("tolerations is bundled"))
@@ -123,10 +132,13 @@ fn bench(c: &mut Criterion) {
     // The embedded default policy on a broker Pod: every Pulsar mutating
     // policy matches (tolerations, node placement, pull secrets, registry),
     // then /validate runs the validators on the patched object.
+    // The default policy matches on owners and Helm releases: it needs what
+    // the cluster stores, here the Pulsar fixture's cluster.yaml.
+    let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pulsar/cluster.yaml");
     let default = PolicySet::load(
         &runtime,
         &Config::embedded_default().expect("default parses"),
-        berth::cluster::Cluster::none(),
+        berth::cluster::Cluster::snapshot(&[cluster]).expect("cluster.yaml parses"),
     )
     .expect("the default policy loads");
     let broker = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BROKER)).expect("the broker fixture");

@@ -17,7 +17,7 @@ use berth::admission::{Endpoint, admit};
 use berth::cluster::Cluster;
 use berth::config::{Config, Mode};
 use berth::policy::PolicySet;
-use berth::review::Review;
+use berth::review::{Object, Review};
 use berth::runtime::{ArtifactCache, CallLimits, Isolation, PluginContext, PluginRequest, Runtime, RuntimeOptions};
 use berth_sdk::Context;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -25,6 +25,10 @@ use std::collections::HashSet;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
+
+/// The allocator `berth` itself runs with, so figures match the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const FIXTURES: &str = "../tests/fixtures/pulsar";
 const MUTATED: [&str; 3] = [
@@ -98,7 +102,11 @@ fn bench(c: &mut Criterion) {
     for (mode, body) in &cases {
         let mut review = Review::parse(body).expect("fixture reviews parse");
         let info = review.request.to_json_without_objects();
-        let input = PluginRequest { request: &info, object: review.raw_object, old_object: review.raw_old_object };
+        let input = PluginRequest {
+            request: &info,
+            object: review.request.object.as_ref().map(Object::text),
+            old_object: review.request.old_object.as_ref().map(Object::text),
+        };
         for matched in policies.matching(*mode, &review.request) {
             let policy = matched.policy;
             let source = policy.plugin.source().to_owned();

@@ -38,6 +38,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator `berth` itself runs with, so figures match the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
 
 fn cache() -> ArtifactCache {

@@ -6,10 +6,9 @@ use crate::cluster::ContextError;
 use crate::config::{FailurePolicy, Mode};
 use crate::patch::{PatchError, WorkingCopy};
 use crate::policy::{Matched, Policy, PolicySet};
-use crate::review::{AdmissionRequest, AdmissionResponse, Review};
+use crate::review::{AdmissionRequest, AdmissionResponse, Object, Review};
 use crate::runtime::{PluginDecision, PluginError, PluginRequest};
 use json_patch::PatchOperation;
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -97,7 +96,7 @@ pub struct Admitted {
 }
 
 /// Run the policies of `endpoint` on `review`.
-pub fn admit(policies: &PolicySet, endpoint: Endpoint, review: Review<'_>) -> Admitted {
+pub fn admit(policies: &PolicySet, endpoint: Endpoint, review: Review) -> Admitted {
     let matched = policies.matching(endpoint.mode(), &review.request);
     match endpoint {
         Endpoint::Mutate => mutate(&matched, review),
@@ -127,13 +126,12 @@ fn judge(
     (decision, started.elapsed())
 }
 
-fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
-    let Review { mut request, raw_object, raw_old_object } = review;
+fn mutate(matched: &[Matched<'_>], review: Review) -> Admitted {
+    let Review { mut request } = review;
     let mut response = AdmissionResponse::from(&request);
     let mut outcomes = Vec::with_capacity(matched.len());
     let mut working = WorkingCopy::new();
     let info = plugin_request_text(matched, &mut request);
-    let original = request.object.take().unwrap_or(Value::Null);
     // The object as the next plugin sees it, serialized only after a change
     // and only when a plugin is about to read it; until then plugins get
     // the apiserver's own text.
@@ -150,37 +148,37 @@ fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
         }
         let input = PluginRequest {
             request: &info,
-            object: changed_object.as_deref().or(raw_object),
-            old_object: raw_old_object,
+            object: changed_object.as_deref().or(request.object.as_ref().map(Object::text)),
+            old_object: request.old_object.as_ref().map(Object::text),
         };
         let (decision, elapsed) = judge(one, input, &mut response);
         let result = match decision {
             Err(error) => failed(error, policy),
             Ok(PluginDecision::Allow) => PolicyResult::Allowed,
             Ok(PluginDecision::Deny { message, code }) => PolicyResult::Denied { code, message },
-            Ok(PluginDecision::Mutate(_)) if original.is_null() => {
-                failed(PluginError::BadOutput("a patch for a request without an object".into()), policy)
-            }
-            Ok(PluginDecision::Mutate(patch)) => match working.apply(&original, &patch) {
-                Ok([]) => PolicyResult::Allowed,
-                Ok(ops) => {
-                    let ops = ops.to_vec();
-                    // Serialized again only if another policy runs.
-                    changed_object = None;
-                    mutated_by.push(policy.name.to_string());
-                    PolicyResult::Mutated(ops)
-                }
-                Err(err) => failed(bad_output(err), policy),
+            Ok(PluginDecision::Mutate(patch)) => match &request.object {
+                None => failed(PluginError::BadOutput("a patch for a request without an object".into()), policy),
+                Some(original) => match working.apply(original, &patch) {
+                    Ok([]) => PolicyResult::Allowed,
+                    Ok(ops) => {
+                        let ops = ops.to_vec();
+                        // Serialized again only if another policy runs.
+                        changed_object = None;
+                        mutated_by.push(policy.name.to_string());
+                        PolicyResult::Mutated(ops)
+                    }
+                    Err(err) => failed(bad_output(err), policy),
+                },
             },
         };
         let stop = settle(&mut response, policy, &result);
         outcomes.push(outcome(policy, elapsed, result));
         if stop {
-            return finish(request, original, response, outcomes);
+            return Admitted { request, response, outcomes };
         }
     }
 
-    if let Some(ops) = working.finish(&original) {
+    if let Some(ops) = working.finish() {
         match response.with_patch(&ops) {
             Ok(()) => {
                 response.audit_annotations.insert("mutated-by".to_owned(), mutated_by.join(","));
@@ -188,26 +186,20 @@ fn mutate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
             Err(err) => response.deny(500, format!("berth could not encode the patch: {err}")),
         }
     }
-    finish(request, original, response, outcomes)
-}
-
-fn finish(
-    mut request: AdmissionRequest,
-    original: Value,
-    response: AdmissionResponse,
-    outcomes: Vec<PolicyOutcome>,
-) -> Admitted {
-    request.object = (!original.is_null()).then_some(original);
     Admitted { request, response, outcomes }
 }
 
-fn validate(matched: &[Matched<'_>], review: Review<'_>) -> Admitted {
-    let Review { mut request, raw_object, raw_old_object } = review;
+fn validate(matched: &[Matched<'_>], review: Review) -> Admitted {
+    let Review { mut request } = review;
     let mut response = AdmissionResponse::from(&request);
     let mut outcomes = Vec::with_capacity(matched.len());
     let mut denials: Vec<(u16, String)> = Vec::new();
     let info = plugin_request_text(matched, &mut request);
-    let input = PluginRequest { request: &info, object: raw_object, old_object: raw_old_object };
+    let input = PluginRequest {
+        request: &info,
+        object: request.object.as_ref().map(Object::text),
+        old_object: request.old_object.as_ref().map(Object::text),
+    };
     for one in matched {
         let policy = one.policy;
         let (decision, elapsed) = judge(one, input, &mut response);

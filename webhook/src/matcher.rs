@@ -3,10 +3,9 @@
 //! are checked first; namespace labels and owners are read from memory
 //! (cluster/) only when a policy gets that far, once per request.
 
-use crate::cluster::{Cluster, ContextError, Meta, Needs, controller_of};
+use crate::cluster::{Cluster, ContextError, Meta, Needs};
 use crate::config::{HelmRelease, LabelSelector, MatchSpec, OperationMatch, SelectorOperator};
 use crate::review::AdmissionRequest;
-use serde_json::Value;
 use std::cell::OnceCell;
 use std::sync::Arc;
 
@@ -45,7 +44,7 @@ impl<'r> Facts<'r> {
 
     fn owners(&self) -> Result<&[Arc<Meta>], ContextError> {
         let chain = self.owners.get_or_init(|| {
-            let first = self.request.subject().and_then(controller_of);
+            let first = self.request.subject().and_then(|object| object.meta().controller.clone());
             if first.is_none() {
                 return Ok(Vec::new());
             }
@@ -151,14 +150,14 @@ fn spec_matches(spec: &MatchSpec, facts: &Facts<'_>) -> Result<bool, ContextErro
 /// object's, either will do. An update that drops a chart label is still
 /// judged (the old object had it), and a DELETE is matched on what it removes.
 fn object_matches(selector: &LabelSelector, request: &AdmissionRequest) -> bool {
-    [&request.object, &request.old_object].into_iter().flatten().filter(|o| !o.is_null()).any(|object| {
-        let labels = object.get("metadata").and_then(|m| m.get("labels")).and_then(Value::as_object);
-        selector_matches(selector, |key| labels.and_then(|l| l.get(key)).and_then(Value::as_str))
-    })
+    [&request.object, &request.old_object]
+        .into_iter()
+        .flatten()
+        .any(|object| selector_matches(selector, |key| object.meta().labels.get(key).map(String::as_str)))
 }
 
 fn object_label<'a>(request: &'a AdmissionRequest, key: &str) -> Option<&'a str> {
-    request.labels().and_then(|l| l.get(key)).and_then(Value::as_str)
+    request.labels()?.get(key).map(String::as_str)
 }
 
 /// The object's release labels or Helm annotations, then its owners'
@@ -171,7 +170,7 @@ fn helm_release_matches(releases: &[HelmRelease], facts: &Facts<'_>) -> Result<b
     if RELEASE_LABELS.iter().any(|key| object_label(request, key).is_some_and(|name| is(namespace, name))) {
         return Ok(true);
     }
-    let annotation = |key: &str| request.subject()?.get("metadata")?.get("annotations")?.get(key)?.as_str();
+    let annotation = |key: &str| request.subject()?.meta().annotations.get(key).map(String::as_str);
     if let Some(name) = annotation(crate::cluster::HELM_RELEASE_NAME)
         && is(annotation(crate::cluster::HELM_RELEASE_NAMESPACE).unwrap_or(namespace), name)
     {
@@ -232,6 +231,7 @@ pub fn selector_matches<'a>(selector: &LabelSelector, get: impl Fn(&str) -> Opti
 mod tests {
     use super::*;
     use crate::config::LabelRequirement;
+    use serde_json::Value;
     use serde_json::json;
 
     fn request(op: &str, resource: &str, sub: Option<&str>, labels: Value) -> AdmissionRequest {
@@ -363,8 +363,10 @@ mod tests {
 
     fn job_pod(labels: Value) -> AdmissionRequest {
         let mut pod = request("CREATE", "pods", None, labels);
-        pod.object.as_mut().unwrap()["metadata"]["ownerReferences"] =
+        let mut object = pod.object.as_ref().unwrap().to_value().unwrap();
+        object["metadata"]["ownerReferences"] =
             json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "init", "uid": "job-uid", "controller": true}]);
+        pod.object = Some((&object).try_into().unwrap());
         pod
     }
 

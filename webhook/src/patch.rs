@@ -2,6 +2,7 @@
 //! order, and the ops are concatenated into the one RFC 6902 patch the
 //! apiserver applies to the object it sent us.
 
+use crate::review::Object;
 use json_patch::PatchOperation;
 use serde_json::Value;
 
@@ -18,28 +19,40 @@ pub enum PatchError {
     Protected(&'static str),
     #[error("patch operates on the whole object (path \"\"), which kube-apiserver cannot apply; patch its fields")]
     WholeObject,
+    /// The object's text is JSON, but nests deeper than berth builds trees.
+    #[error("the object cannot be patched: {0}")]
+    Unpatchable(String),
 }
 
-/// The object as the mutating chain has left it so far.
-#[derive(Debug)]
+/// The object as the mutating chain has left it so far. The first change
+/// builds two trees of the object: the one patched, and the original to
+/// tell at the end whether the changes cancelled out. A chain that changes
+/// nothing builds neither.
+#[derive(Debug, Default)]
 pub struct WorkingCopy {
-    object: Option<Value>,
+    trees: Option<Trees>,
     ops: Vec<PatchOperation>,
+}
+
+#[derive(Debug)]
+struct Trees {
+    original: Value,
+    current: Value,
 }
 
 impl WorkingCopy {
     pub fn new() -> Self {
-        Self { object: None, ops: Vec::new() }
+        Self::default()
     }
 
     /// The current object: `None` until the first change.
     pub fn changed_object(&self) -> Option<&Value> {
-        self.object.as_ref()
+        self.trees.as_ref().map(|trees| &trees.current)
     }
 
-    /// Apply one plugin's patch and return its ops. On any error the
-    /// working copy is unchanged.
-    pub fn apply(&mut self, original: &Value, patch_json: &str) -> Result<&[PatchOperation], PatchError> {
+    /// Apply one plugin's patch to `original` as changed so far, and return
+    /// the patch's ops. On any error the working copy is unchanged.
+    pub fn apply(&mut self, original: &Object, patch_json: &str) -> Result<&[PatchOperation], PatchError> {
         let ops: Vec<PatchOperation> =
             serde_json::from_str(patch_json).map_err(|err| PatchError::NotAPatch(err.to_string()))?;
         if ops.is_empty() {
@@ -51,7 +64,11 @@ impl WorkingCopy {
         if ops.iter().any(|op| op.path().as_str().is_empty() || from(op).is_some_and(str::is_empty)) {
             return Err(PatchError::WholeObject);
         }
-        let object = self.object.get_or_insert_with(|| original.clone());
+        if self.trees.is_none() {
+            let original = original.to_value().map_err(|err| PatchError::Unpatchable(err.to_string()))?;
+            self.trees = Some(Trees { current: original.clone(), original });
+        }
+        let object = &mut self.trees.as_mut().expect("set above").current;
         // Only a patch that reaches a protected field needs a snapshot to
         // compare and roll back, and one with a `move`: json-patch does not
         // undo a move whose `from` it removed before the `path` failed
@@ -79,17 +96,11 @@ impl WorkingCopy {
     }
 
     /// The combined patch, or `None` if the object ends as it began.
-    pub fn finish(self, original: &Value) -> Option<Vec<PatchOperation>> {
-        match self.object {
-            Some(object) if object != *original => Some(self.ops),
+    pub fn finish(self) -> Option<Vec<PatchOperation>> {
+        match self.trees {
+            Some(Trees { original, current }) if current != original => Some(self.ops),
             _ => None,
         }
-    }
-}
-
-impl Default for WorkingCopy {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -112,8 +123,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod() -> Value {
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": {"tolerations": []}})
+    fn pod() -> Object {
+        (&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": {"tolerations": []}}))
+            .try_into()
+            .unwrap()
     }
 
     #[test]
@@ -122,8 +135,8 @@ mod tests {
         let mut copy = WorkingCopy::new();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"a"}}]"#).unwrap();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"b"}}]"#).unwrap();
-        let ops = copy.finish(&original).unwrap();
-        let mut replay = original.clone();
+        let ops = copy.finish().unwrap();
+        let mut replay = original.to_value().unwrap();
         json_patch::patch(&mut replay, &ops).unwrap();
         assert_eq!(replay["spec"]["tolerations"], json!([{"key": "a"}, {"key": "b"}]));
     }
@@ -148,7 +161,7 @@ mod tests {
             r#"[{"op":"replace","path":"/metadata","value":{"name":"p","namespace":"ns","labels":{"x":"y"}}}]"#,
         )
         .unwrap();
-        assert!(copy.finish(&original).is_some());
+        assert!(copy.finish().is_some());
     }
 
     #[test]
@@ -161,7 +174,7 @@ mod tests {
             copy.apply(&original, r#"[{"op":"remove","path":"/spec/nothing"}]"#),
             Err(PatchError::DoesNotApply(_))
         ));
-        assert!(copy.finish(&original).is_none());
+        assert!(copy.finish().is_none());
     }
 
     #[test]
@@ -183,6 +196,6 @@ mod tests {
         let original = pod();
         let mut copy = WorkingCopy::new();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/x","value":1},{"op":"remove","path":"/spec/x"}]"#).unwrap();
-        assert!(copy.finish(&original).is_none());
+        assert!(copy.finish().is_none());
     }
 }

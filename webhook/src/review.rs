@@ -1,6 +1,7 @@
 //! AdmissionReview v1: the types kube-apiserver sends and expects back.
 //! Types only; parsing an incoming review is the one fallible step here.
 
+use crate::cluster::{Labels, Meta};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -28,9 +29,24 @@ pub enum ReviewError {
     InvalidRequest(#[source] serde_json::Error),
 }
 
+/// The envelope, with its request parsed in the same pass: the one read of
+/// the body that a well-formed review takes.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
+struct Envelope {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    request: Option<AdmissionRequest>,
+}
+
+/// The envelope with its request left unread: the slower path that names
+/// what is wrong with a body the one-pass read refused.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEnvelope<'a> {
     #[serde(default)]
     api_version: Option<String>,
     #[serde(default)]
@@ -39,45 +55,107 @@ struct Envelope<'a> {
     request: Option<&'a RawValue>,
 }
 
-/// The objects of a request as the apiserver sent them, as JSON text:
-/// plugins are handed them as they are.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawObjects<'a> {
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
-}
-
-/// A parsed review: the typed request, and its objects' JSON texts as the
-/// apiserver sent them (`None` for an absent or null object).
+/// A parsed review: the request, with its objects kept as the apiserver's
+/// text and their metadata (see [`Object`]).
 #[derive(Debug)]
-pub struct Review<'a> {
+pub struct Review {
     pub request: AdmissionRequest,
-    pub raw_object: Option<&'a str>,
-    pub raw_old_object: Option<&'a str>,
 }
 
-impl<'a> Review<'a> {
-    pub fn parse(body: &'a [u8]) -> Result<Self, ReviewError> {
-        let envelope: Envelope<'a> = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
-        match envelope.api_version.as_deref() {
-            Some(API_VERSION) => {}
-            other => return Err(ReviewError::WrongApiVersion(other.unwrap_or_default().to_owned())),
-        }
-        match envelope.kind.as_deref() {
-            Some(KIND) => {}
-            other => return Err(ReviewError::WrongKind(other.unwrap_or_default().to_owned())),
-        }
-        let raw = envelope.request.filter(|raw| raw.get() != "null").ok_or(ReviewError::MissingRequest)?;
-        let request: AdmissionRequest = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
+impl Review {
+    pub fn parse(body: &[u8]) -> Result<Self, ReviewError> {
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
+            return Err(Self::why_not(body));
+        };
+        check_type(envelope.api_version, envelope.kind)?;
+        let request = envelope.request.ok_or(ReviewError::MissingRequest)?;
         if request.uid.is_empty() {
             return Err(ReviewError::MissingUid);
         }
-        let objects: RawObjects<'a> = serde_json::from_str(raw.get()).map_err(ReviewError::InvalidRequest)?;
-        let text = |raw: Option<&'a RawValue>| raw.map(RawValue::get).filter(|text| *text != "null");
-        Ok(Self { request, raw_object: text(objects.object), raw_old_object: text(objects.old_object) })
+        Ok(Self { request })
+    }
+
+    /// Why `body` is not a review, in the order the apiserver's fields are
+    /// checked: JSON at all, then the type, then the request.
+    fn why_not(body: &[u8]) -> ReviewError {
+        let envelope: RawEnvelope<'_> = match serde_json::from_slice(body) {
+            Ok(envelope) => envelope,
+            Err(err) => return ReviewError::NotJson(err),
+        };
+        if let Err(err) = check_type(envelope.api_version, envelope.kind) {
+            return err;
+        }
+        let Some(raw) = envelope.request.filter(|raw| raw.get() != "null") else {
+            return ReviewError::MissingRequest;
+        };
+        match serde_json::from_str::<AdmissionRequest>(raw.get()) {
+            Err(err) => ReviewError::InvalidRequest(err),
+            // The one-pass read failed where this did not: only the limit on
+            // nesting, which counts the envelope too, tells them apart.
+            Ok(_) => ReviewError::InvalidRequest(serde::de::Error::custom("the review nests too deeply")),
+        }
+    }
+}
+
+fn check_type(api_version: Option<String>, kind: Option<String>) -> Result<(), ReviewError> {
+    match api_version.as_deref() {
+        Some(API_VERSION) => {}
+        other => return Err(ReviewError::WrongApiVersion(other.unwrap_or_default().to_owned())),
+    }
+    match kind.as_deref() {
+        Some(KIND) => Ok(()),
+        other => Err(ReviewError::WrongKind(other.unwrap_or_default().to_owned())),
+    }
+}
+
+/// One object of a request (`object` or `oldObject`): the JSON text the
+/// apiserver sent, which plugins get as it is, and the metadata matching and
+/// the audit log read, parsed from that text once. A tree of the whole
+/// object is built only by those who need one ([`Object::to_value`]): a
+/// chain that mutates it, or an audit record that stores it.
+#[derive(Debug, Clone)]
+pub struct Object {
+    text: Box<RawValue>,
+    meta: Meta,
+}
+
+impl Object {
+    /// The object's JSON text, as the apiserver sent it.
+    pub fn text(&self) -> &str {
+        self.text.get()
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// A tree of the whole object. Fails only on nesting deeper than
+    /// serde_json's limit, which the text alone does not check.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.text.get())
+    }
+}
+
+impl Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.text.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Box::<RawValue>::deserialize(deserializer)?;
+        let meta = Meta::of_object(text.get()).map_err(serde::de::Error::custom)?;
+        Ok(Self { text, meta })
+    }
+}
+
+impl TryFrom<&Value> for Object {
+    type Error = serde_json::Error;
+
+    /// An object from a tree: for tests and tools that build requests.
+    fn try_from(value: &Value) -> Result<Self, Self::Error> {
+        serde_json::from_str(&value.to_string())
     }
 }
 
@@ -134,8 +212,7 @@ pub struct UserInfo {
     pub extra: Option<Value>,
 }
 
-/// `request` of an AdmissionReview v1. The object is parsed (policies match
-/// on its labels and mutate a copy); the rest is carried through.
+/// `request` of an AdmissionReview v1. `null` objects are `None`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
@@ -160,9 +237,9 @@ pub struct AdmissionRequest {
     #[serde(default)]
     pub user_info: UserInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<Value>,
+    pub object: Option<Object>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_object: Option<Value>,
+    pub old_object: Option<Object>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,23 +262,13 @@ impl AdmissionRequest {
     }
 
     /// The object policies are about: `object`, or `oldObject` on DELETE.
-    pub fn subject(&self) -> Option<&Value> {
-        self.object.as_ref().filter(|o| !o.is_null()).or(self.old_object.as_ref().filter(|o| !o.is_null()))
+    pub fn subject(&self) -> Option<&Object> {
+        self.object.as_ref().or(self.old_object.as_ref())
     }
 
     /// Labels of the subject object.
-    pub fn labels(&self) -> Option<&serde_json::Map<String, Value>> {
-        self.subject()?.get("metadata")?.get("labels")?.as_object()
-    }
-
-    /// `metadata.name`, or `generateName` for objects not yet named.
-    pub fn display_name(&self) -> String {
-        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
-            return name.to_owned();
-        }
-        let meta = self.subject().and_then(|o| o.get("metadata"));
-        let field = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty());
-        field("name").or_else(|| field("generateName")).unwrap_or_default().to_owned()
+    pub fn labels(&self) -> Option<&Labels> {
+        Some(&self.subject()?.meta.labels)
     }
 }
 
@@ -300,8 +367,10 @@ mod tests {
         let body = review(POD);
         let mut parsed = Review::parse(body.as_bytes()).unwrap();
         assert_eq!(parsed.request.uid, "abc");
-        assert_eq!(parsed.raw_object, Some(r#"{"metadata":{"generateName":"job-"}}"#));
-        assert_eq!(parsed.raw_old_object, None);
+        let object = parsed.request.object.as_ref().unwrap();
+        assert_eq!(object.text(), r#"{"metadata":{"generateName":"job-"}}"#);
+        assert_eq!(object.meta().generate_name, "job-");
+        assert!(parsed.request.old_object.is_none());
         let without: Value = serde_json::from_str(&parsed.request.to_json_without_objects()).unwrap();
         assert_eq!(without["uid"], "abc");
         assert!(without.get("object").is_none() && without.get("oldObject").is_none(), "{without}");
@@ -309,10 +378,25 @@ mod tests {
         let delete = review(
             &POD.replace(r#""object":{"metadata":{"generateName":"job-"}}"#, r#""object":null,"oldObject":{"a":1}"#),
         );
-        let deleted = Review::parse(delete.as_bytes()).unwrap();
-        assert_eq!((deleted.raw_object, deleted.raw_old_object), (None, Some(r#"{"a":1}"#)));
-        assert_eq!(parsed.request.display_name(), "job-");
+        let deleted = Review::parse(delete.as_bytes()).unwrap().request;
+        assert!(deleted.object.is_none());
+        assert_eq!(deleted.subject().map(Object::text), Some(r#"{"a":1}"#));
         assert_eq!(AdmissionResponse::from(&parsed.request).uid, "abc");
+    }
+
+    #[test]
+    fn reads_an_objects_metadata_without_a_tree() {
+        let object = r#"{"kind":"Pod","metadata":{"name":"p","labels":{"app":"pulsar"},"annotations":{"meta.helm.sh/release-name":"r","x":"y"},"creationTimestamp":null,"managedFields":[{"manager":"m"}],"ownerReferences":[{"apiVersion":"v1","kind":"Other","name":"o","uid":"1"},{"apiVersion":"batch/v1","kind":"Job","name":"j","uid":"2","controller":true}]},"spec":{"deep":[[[1]]]}}"#;
+        let body = review(&POD.replace(r#"{"metadata":{"generateName":"job-"}}"#, object));
+        let request = Review::parse(body.as_bytes()).unwrap().request;
+        let meta = request.subject().unwrap().meta();
+        assert_eq!((meta.name.as_str(), meta.labels.get("app").map(String::as_str)), ("p", Some("pulsar")));
+        assert_eq!(meta.annotations.len(), 1, "only the annotations berth reads are kept");
+        assert_eq!(meta.controller.as_ref().map(|c| c.uid.as_str()), Some("2"), "the controlling owner");
+        assert_eq!(request.subject().unwrap().to_value().unwrap()["spec"]["deep"][0][0][0], 1);
+        // What the apiserver checks before any webhook is refused, not guessed.
+        let bad = review(&POD.replace(r#"{"generateName":"job-"}"#, r#"{"labels":{"app":5}}"#));
+        assert!(matches!(Review::parse(bad.as_bytes()), Err(ReviewError::InvalidRequest(_))));
     }
 
     #[test]

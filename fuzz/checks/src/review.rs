@@ -8,7 +8,7 @@ use base64::Engine as _;
 use berth::admission::{Endpoint, admit};
 use berth::config::Mode;
 use berth::policy::Matched;
-use berth::review::{API_VERSION, AdmissionRequest, KIND, Review};
+use berth::review::{API_VERSION, AdmissionRequest, KIND, Object, Review};
 use json_patch::PatchOperation;
 
 /// - A body is refused with a typed error whose chain repeats nothing, or
@@ -35,9 +35,9 @@ pub fn check(data: &[u8]) -> bool {
     let without = review.request.to_json_without_objects();
     let mut handed: serde_json::Value = serde_json::from_str(&without).expect("the request for plugins is JSON");
     assert!(handed.get("object").is_none() && handed.get("oldObject").is_none(), "objects left in {without}");
-    for (key, text) in [("object", review.raw_object), ("oldObject", review.raw_old_object)] {
-        if let Some(text) = text {
-            handed[key] = serde_json::from_str(text).expect("an object's text is JSON");
+    for (key, object) in [("object", &review.request.object), ("oldObject", &review.request.old_object)] {
+        if let Some(object) = object {
+            handed[key] = serde_json::from_str(object.text()).expect("an object's text is JSON");
         }
     }
     let whole = serde_json::to_value(&review.request).expect("a parsed request serializes");
@@ -90,7 +90,8 @@ fn check_mutate(data: &[u8]) -> bool {
     assert_eq!(response.uid, uid, "the answer echoes the uid");
     let Some(patch) = &response.patch else { return false };
     assert!(response.allowed, "a patch on a denial");
-    let original = original.filter(|o| !o.is_null()).expect("a patch for a request with an object");
+    let original = original.expect("a patch for a request with an object");
+    let original = original.to_value().expect("a patched object has a tree");
     let json = base64::engine::general_purpose::STANDARD.decode(patch).expect("the patch is base64");
     let ops: Vec<PatchOperation> = serde_json::from_slice(&json).expect("the patch is an RFC 6902 array");
     let mut patched = original.clone();
@@ -103,7 +104,7 @@ fn check_mutate(data: &[u8]) -> bool {
 
     // kube-apiserver's reinvocation: the same request with berth's output.
     let mut request = admitted.request;
-    request.object = Some(patched);
+    request.object = Some(Object::try_from(&patched).expect("a patched object is still an object"));
     let body = serde_json::json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}).to_string();
     let again = admit(set, Endpoint::Mutate, Review::parse(body.as_bytes()).expect("the patched review parses"));
     assert!(

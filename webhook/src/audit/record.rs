@@ -2,6 +2,7 @@
 
 use super::redact::Redactor;
 use crate::admission::{Admitted, Endpoint, PolicyOutcome, PolicyResult};
+use crate::cluster::Meta;
 use crate::config::FailurePolicy;
 use crate::review::{AdmissionRequest, GroupVersionKind, GroupVersionResource, Operation};
 use serde::{Deserialize, Serialize};
@@ -143,7 +144,8 @@ pub(crate) fn build(
         return Vec::new();
     }
     let time = SystemTime::now();
-    let object = with_object.then(|| request.subject().cloned()).flatten().map(|mut object| {
+    // The only tree of the object an allowed request never pays for.
+    let object = with_object.then(|| request.subject().and_then(|o| o.to_value().ok())).flatten().map(|mut object| {
         redactor.object(&mut object);
         object
     });
@@ -233,12 +235,11 @@ pub(crate) fn build(
 
 /// `name`, else `generateName` (Pods from Deployments and Jobs arrive so).
 fn names(request: &AdmissionRequest) -> (Option<String>, Option<String>) {
-    let meta = request.subject().and_then(|o| o.get("metadata"));
-    let field =
-        |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-    match request.name.clone().filter(|n| !n.is_empty()).or_else(|| field("name")) {
+    let meta = request.subject().map(|o| o.meta());
+    let field = |get: fn(&Meta) -> &String| meta.map(get).filter(|s| !s.is_empty()).cloned();
+    match request.name.clone().filter(|n| !n.is_empty()).or_else(|| field(|m| &m.name)) {
         Some(name) => (Some(name), None),
-        None => (None, field("generateName")),
+        None => (None, field(|m| &m.generate_name)),
     }
 }
 
@@ -430,7 +431,7 @@ mod tests {
         request.operation = Operation::Delete;
         request.object = None;
         request.name = Some("web-1".into());
-        request.old_object = Some(json!({"metadata": {"name": "web-1"}, "data": {"k": "v"}}));
+        request.old_object = Some((&json!({"metadata": {"name": "web-1"}, "data": {"k": "v"}})).try_into().unwrap());
         let admitted = admitted(false, vec![outcome("p", PolicyResult::Denied { code: 403, message: "m".into() })]);
         let records = build(Endpoint::Validate, &request, &admitted, false, &Redactor::new(&Default::default()), true);
         assert_eq!(records[0].name.as_deref(), Some("web-1"));

@@ -77,7 +77,7 @@ impl EvalArgs {
                     continue;
                 }
             };
-            let object = review.request.object.clone();
+            let object = review.request.object.as_ref().map(crate::review::Object::to_value).transpose()?;
             let admitted = admit(&policies, endpoint, review);
             let json = if self.apply {
                 serde_json::to_string_pretty(&applied(object, &admitted.response)?)?

@@ -14,6 +14,7 @@ pub use snapshot::SnapshotError;
 pub use watch::{ApiConfig, KubeError, Watches};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize as _;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -153,6 +154,9 @@ pub struct Meta {
     pub name: String,
     pub namespace: String,
     pub uid: String,
+    /// Set by the apiserver only on objects not yet named (Pods of Jobs,
+    /// Deployments and StatefulSets arrive at admission so).
+    pub generate_name: String,
     pub labels: Labels,
     pub annotations: Labels,
     /// The ownerReference with `controller: true`, the one controllers
@@ -181,6 +185,7 @@ impl Meta {
             });
         Self {
             name: meta.name.clone().unwrap_or_default(),
+            generate_name: meta.generate_name.clone().unwrap_or_default(),
             namespace: meta.namespace.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
             labels: meta.labels.clone().unwrap_or_default(),
@@ -188,6 +193,31 @@ impl Meta {
             controller,
             created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
         }
+    }
+
+    /// The metadata of an object given as JSON text, read without building
+    /// a tree of the object: what matching and the audit log need of the
+    /// object under review. Fails if `metadata` is not shaped as
+    /// ObjectMeta, which the apiserver checks before any webhook.
+    pub fn of_object(text: &str) -> Result<Self, serde_json::Error> {
+        let ObjectView { metadata: view } = serde_json::from_str(text)?;
+        let annotations = view.annotations.into_iter().filter(|(key, _)| KEPT_ANNOTATIONS.contains(&key.as_str()));
+        let controller = view.owner_references.into_iter().find(|r| r.controller == Some(true)).map(|r| OwnerRef {
+            api_version: r.api_version,
+            kind: r.kind,
+            name: r.name,
+            uid: r.uid,
+        });
+        Ok(Self {
+            name: view.name,
+            generate_name: view.generate_name,
+            namespace: view.namespace,
+            uid: view.uid,
+            labels: view.labels,
+            annotations: annotations.collect(),
+            controller,
+            created: view.creation_timestamp,
+        })
     }
 
     /// The Helm release (`namespace`, `name`) whose install created this
@@ -420,12 +450,57 @@ impl Cluster {
     }
 }
 
-/// The controlling ownerReference of an object given as JSON.
-pub fn controller_of(object: &serde_json::Value) -> Option<OwnerRef> {
-    let refs = object.get("metadata")?.get("ownerReferences")?.as_array()?;
-    let owner = refs.iter().find(|r| r.get("controller").and_then(serde_json::Value::as_bool) == Some(true))?;
-    let text = |key: &str| owner.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-    Some(OwnerRef { api_version: text("apiVersion"), kind: text("kind"), name: text("name"), uid: text("uid") })
+/// `{"metadata": ...}` of any object; everything else is skipped unread.
+#[derive(serde::Deserialize)]
+struct ObjectView {
+    #[serde(default, deserialize_with = "null_as_default")]
+    metadata: MetaView,
+}
+
+/// ObjectMeta as far as [`Meta`] keeps it; `managedFields` and the rest are
+/// skipped unread.
+/// Go's JSON writes `null` for some empty fields (`creationTimestamp`),
+/// so every field takes `null` as absent.
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct MetaView {
+    #[serde(deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    generate_name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    namespace: String,
+    #[serde(deserialize_with = "null_as_default")]
+    uid: String,
+    #[serde(deserialize_with = "null_as_default")]
+    labels: Labels,
+    #[serde(deserialize_with = "null_as_default")]
+    annotations: Labels,
+    #[serde(deserialize_with = "null_as_default")]
+    owner_references: Vec<OwnerView>,
+    creation_timestamp: Option<String>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct OwnerView {
+    #[serde(deserialize_with = "null_as_default")]
+    api_version: String,
+    #[serde(deserialize_with = "null_as_default")]
+    kind: String,
+    #[serde(deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(deserialize_with = "null_as_default")]
+    uid: String,
+    controller: Option<bool>,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -437,6 +512,7 @@ mod tests {
             name: name.into(),
             namespace: "ns".into(),
             uid: uid.into(),
+            generate_name: String::new(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             annotations: Labels::new(),
             created: None,
