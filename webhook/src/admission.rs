@@ -9,6 +9,7 @@ use crate::policy::{Matched, Policy, PolicySet};
 use crate::review::{AdmissionRequest, AdmissionResponse, Object, Review};
 use crate::runtime::{PluginDecision, PluginError, PluginRequest};
 use json_patch::PatchOperation;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -74,8 +75,8 @@ pub struct PolicyOutcome {
 #[derive(Debug)]
 pub enum PolicyResult {
     Allowed,
-    /// The ops this policy added to the response's patch.
-    Mutated(Vec<PatchOperation>),
+    /// The ops this policy added: where they stand in [`Admitted::patch`].
+    Mutated(Range<usize>),
     Denied {
         code: u16,
         message: String,
@@ -93,6 +94,10 @@ pub struct Admitted {
     pub request: AdmissionRequest,
     pub response: AdmissionResponse,
     pub outcomes: Vec<PolicyOutcome>,
+    /// Every op the mutating chain applied, in order: what the response's
+    /// patch encodes when they change the object, kept for the audit log
+    /// (empty on /validate).
+    pub patch: Vec<PatchOperation>,
 }
 
 /// Run the policies of `endpoint` on `review`.
@@ -159,9 +164,8 @@ fn mutate(matched: &[Matched<'_>], review: Review) -> Admitted {
             Ok(PluginDecision::Mutate(patch)) => match &request.object {
                 None => failed(PluginError::BadOutput("a patch for a request without an object".into()), policy),
                 Some(original) => match working.apply(original, &patch) {
-                    Ok([]) => PolicyResult::Allowed,
+                    Ok(ops) if ops.is_empty() => PolicyResult::Allowed,
                     Ok(ops) => {
-                        let ops = ops.to_vec();
                         // Serialized again only if another policy runs.
                         changed_object = None;
                         mutated_by.push(policy.name.to_string());
@@ -174,19 +178,21 @@ fn mutate(matched: &[Matched<'_>], review: Review) -> Admitted {
         let stop = settle(&mut response, policy, &result);
         outcomes.push(outcome(policy, elapsed, result));
         if stop {
-            return Admitted { request, response, outcomes };
+            return Admitted { request, response, outcomes, patch: working.into_ops() };
         }
     }
 
-    if let Some(ops) = working.finish() {
-        match response.with_patch(&ops) {
+    let changed = working.changed();
+    let patch = working.into_ops();
+    if changed {
+        match response.with_patch(&patch) {
             Ok(()) => {
                 response.audit_annotations.insert("mutated-by".to_owned(), mutated_by.join(","));
             }
             Err(err) => response.deny(500, format!("berth could not encode the patch: {err}")),
         }
     }
-    Admitted { request, response, outcomes }
+    Admitted { request, response, outcomes, patch }
 }
 
 fn validate(matched: &[Matched<'_>], review: Review) -> Admitted {
@@ -240,7 +246,7 @@ fn validate(matched: &[Matched<'_>], review: Review) -> Admitted {
             .join(",");
         response.audit_annotations.insert("denied-by".to_owned(), denied_by);
     }
-    Admitted { request, response, outcomes }
+    Admitted { request, response, outcomes, patch: Vec::new() }
 }
 
 /// The request without its objects, as every plugin of this review gets

@@ -5,6 +5,7 @@
 use crate::review::Object;
 use json_patch::PatchOperation;
 use serde_json::Value;
+use std::ops::Range;
 
 /// Fields a plugin must never change: they identify the object.
 const PROTECTED: &[&str] = &["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/uid"];
@@ -51,12 +52,14 @@ impl WorkingCopy {
     }
 
     /// Apply one plugin's patch to `original` as changed so far, and return
-    /// the patch's ops. On any error the working copy is unchanged.
-    pub fn apply(&mut self, original: &Object, patch_json: &str) -> Result<&[PatchOperation], PatchError> {
+    /// where its ops stand among [`WorkingCopy::ops`]. On any error the
+    /// working copy is unchanged.
+    pub fn apply(&mut self, original: &Object, patch_json: &str) -> Result<Range<usize>, PatchError> {
         let ops: Vec<PatchOperation> =
             serde_json::from_str(patch_json).map_err(|err| PatchError::NotAPatch(err.to_string()))?;
+        let start = self.ops.len();
         if ops.is_empty() {
-            return Ok(&[]);
+            return Ok(start..start);
         }
         // kube-apiserver's JSON Patch (evanphx/json-patch) finds no parent for
         // the root path and fails the request, so such a patch is refused
@@ -90,17 +93,24 @@ impl WorkingCopy {
                 return Err(PatchError::Protected(changed));
             }
         }
-        let start = self.ops.len();
         self.ops.extend(ops);
-        Ok(&self.ops[start..])
+        Ok(start..self.ops.len())
     }
 
-    /// The combined patch, or `None` if the object ends as it began.
-    pub fn finish(self) -> Option<Vec<PatchOperation>> {
-        match self.trees {
-            Some(Trees { original, current }) if current != original => Some(self.ops),
-            _ => None,
-        }
+    /// Every op applied so far, in order.
+    pub fn ops(&self) -> &[PatchOperation] {
+        &self.ops
+    }
+
+    /// Whether the object differs from the original: ops can cancel out.
+    pub fn changed(&self) -> bool {
+        self.trees.as_ref().is_some_and(|trees| trees.current != trees.original)
+    }
+
+    /// The ops applied, to answer with (if [`WorkingCopy::changed`]) and to
+    /// audit, without a copy.
+    pub fn into_ops(self) -> Vec<PatchOperation> {
+        self.ops
     }
 }
 
@@ -135,7 +145,8 @@ mod tests {
         let mut copy = WorkingCopy::new();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"a"}}]"#).unwrap();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"b"}}]"#).unwrap();
-        let ops = copy.finish().unwrap();
+        assert!(copy.changed());
+        let ops = copy.into_ops();
         let mut replay = original.to_value().unwrap();
         json_patch::patch(&mut replay, &ops).unwrap();
         assert_eq!(replay["spec"]["tolerations"], json!([{"key": "a"}, {"key": "b"}]));
@@ -161,7 +172,7 @@ mod tests {
             r#"[{"op":"replace","path":"/metadata","value":{"name":"p","namespace":"ns","labels":{"x":"y"}}}]"#,
         )
         .unwrap();
-        assert!(copy.finish().is_some());
+        assert!(copy.changed());
     }
 
     #[test]
@@ -174,7 +185,7 @@ mod tests {
             copy.apply(&original, r#"[{"op":"remove","path":"/spec/nothing"}]"#),
             Err(PatchError::DoesNotApply(_))
         ));
-        assert!(copy.finish().is_none());
+        assert!(!copy.changed());
     }
 
     #[test]
@@ -196,6 +207,6 @@ mod tests {
         let original = pod();
         let mut copy = WorkingCopy::new();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/x","value":1},{"op":"remove","path":"/spec/x"}]"#).unwrap();
-        assert!(copy.finish().is_none());
+        assert!(!copy.changed());
     }
 }

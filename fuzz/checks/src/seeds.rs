@@ -128,7 +128,9 @@ fn compose_seed(body: &[u8]) -> Option<Value> {
         .outcomes
         .iter()
         .filter_map(|outcome| match &outcome.result {
-            PolicyResult::Mutated(ops) => Some(serde_json::to_value(ops).expect("ops serialize")),
+            PolicyResult::Mutated(ops) => {
+                Some(serde_json::to_value(&admitted.patch[ops.clone()]).expect("ops serialize"))
+            }
             _ => None,
         })
         .collect();

@@ -212,6 +212,7 @@ pub(crate) fn build(
             }
             PolicyResult::Mutated(ops) => {
                 record.decision = Decision::Mutated;
+                let ops = admitted.patch.get(ops.clone()).unwrap_or_default();
                 let mut patch = serde_json::to_value(ops).unwrap_or(Value::Null);
                 redactor.patch(&mut patch);
                 record.patch = Some(patch);
@@ -327,7 +328,7 @@ mod tests {
         if !allowed {
             response.deny(403, "no".into());
         }
-        Admitted { request: request(), response, outcomes }
+        Admitted { request: request(), response, outcomes, patch: Vec::new() }
     }
 
     fn build_default(endpoint: Endpoint, admitted: &Admitted, mutations: bool) -> Vec<AuditRecord> {
@@ -376,13 +377,26 @@ mod tests {
 
     #[test]
     fn errors_mutations_and_unexplained_denials() {
-        let ignored = admitted(true, vec![
-            outcome("slow", PolicyResult::Failed {
-                error: PluginError::Timeout { after: Duration::from_millis(100) }.into(),
-                failure_policy: FailurePolicy::Ignore,
-            }),
-            outcome("tolerations", PolicyResult::Mutated(serde_json::from_value(json!([{"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "K", "value": "secret"}}])).unwrap())),
-        ]);
+        let ignored = admitted(
+            true,
+            vec![
+                outcome(
+                    "slow",
+                    PolicyResult::Failed {
+                        error: PluginError::Timeout { after: Duration::from_millis(100) }.into(),
+                        failure_policy: FailurePolicy::Ignore,
+                    },
+                ),
+                outcome("tolerations", PolicyResult::Mutated(0..1)),
+            ],
+        );
+        let ignored = Admitted {
+            patch: serde_json::from_value(
+                json!([{"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "K", "value": "secret"}}]),
+            )
+            .unwrap(),
+            ..ignored
+        };
         let records = build_default(Endpoint::Mutate, &ignored, false);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].decision, Decision::Error);

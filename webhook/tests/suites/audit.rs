@@ -62,7 +62,7 @@ fn denied(body: &str, policy: &str, message: &str) -> Admitted {
     let mut response = AdmissionResponse::from(&request);
     response.deny(403, format!("{policy}: {message}"));
     let outcomes = vec![outcome(policy, PolicyResult::Denied { code: 403, message: message.to_owned() })];
-    Admitted { request, response, outcomes }
+    Admitted { request, response, outcomes, patch: Vec::new() }
 }
 
 fn denial_records(log: &AuditLog, uid: &str, namespace: &str, policy: &str) -> Vec<AuditRecord> {
@@ -343,6 +343,7 @@ fn dry_runs_errors_and_mutations_are_recorded() {
     let ignored = Admitted {
         response: AdmissionResponse::from(&request),
         request,
+        patch: Vec::new(),
         outcomes: vec![
             outcome(
                 "slow",
