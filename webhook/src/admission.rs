@@ -50,6 +50,10 @@ pub enum PolicyError {
     /// answer.
     #[error("could not read the cluster")]
     Context(#[source] ContextError),
+    /// A patch that berth could not apply through no fault of the plugin:
+    /// the object is too deep to build a tree of.
+    #[error("berth could not patch the object")]
+    Object(#[source] PatchError),
 }
 
 impl PolicyError {
@@ -58,6 +62,7 @@ impl PolicyError {
         match self {
             Self::Plugin(error) => error.kind(),
             Self::Context(_) => "context",
+            Self::Object(_) => "object",
         }
     }
 }
@@ -171,6 +176,7 @@ fn mutate(matched: &[Matched<'_>], review: Review) -> Admitted {
                         mutated_by.push(policy.name.to_string());
                         PolicyResult::Mutated(ops)
                     }
+                    Err(err @ PatchError::Unpatchable(_)) => failed(PolicyError::Object(err), policy),
                     Err(err) => failed(bad_output(err), policy),
                 },
             },

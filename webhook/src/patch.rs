@@ -53,7 +53,7 @@ impl WorkingCopy {
 
     /// Apply one plugin's patch to `original` as changed so far, and return
     /// where its ops stand among [`WorkingCopy::ops`]. On any error the
-    /// working copy is unchanged.
+    /// working copy is unchanged (a refused first patch leaves no trees).
     pub fn apply(&mut self, original: &Object, patch_json: &str) -> Result<Range<usize>, PatchError> {
         let ops: Vec<PatchOperation> =
             serde_json::from_str(patch_json).map_err(|err| PatchError::NotAPatch(err.to_string()))?;
@@ -67,31 +67,17 @@ impl WorkingCopy {
         if ops.iter().any(|op| op.path().as_str().is_empty() || from(op).is_some_and(str::is_empty)) {
             return Err(PatchError::WholeObject);
         }
-        if self.trees.is_none() {
+        let first = self.trees.is_none();
+        if first {
             let original = original.to_value().map_err(|err| PatchError::Unpatchable(err.to_string()))?;
             self.trees = Some(Trees { current: original.clone(), original });
         }
-        let object = &mut self.trees.as_mut().expect("set above").current;
-        // Only a patch that reaches a protected field needs a snapshot to
-        // compare and roll back, and one with a `move`: json-patch does not
-        // undo a move whose `from` it removed before the `path` failed
-        // (found by the compose fuzz target). The common case pays nothing.
-        let protected = ops.iter().any(touches_protected);
-        let moves = ops.iter().any(|op| matches!(op, PatchOperation::Move(_)));
-        let before = (protected || moves).then(|| object.clone());
-        if let Err(err) = json_patch::patch(object, &ops) {
-            if let Some(before) = before {
-                *object = before;
+        let trees = self.trees.as_mut().expect("set above");
+        if let Err(err) = patch_tree(&mut trees.current, &ops) {
+            if first {
+                self.trees = None;
             }
-            return Err(PatchError::DoesNotApply(err.to_string()));
-        }
-        if let Some(before) = before.filter(|_| protected) {
-            // A patch that spares the root leaves an object; only the
-            // identity can have changed.
-            if let Some(changed) = PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p)) {
-                *object = before;
-                return Err(PatchError::Protected(changed));
-            }
+            return Err(err);
         }
         self.ops.extend(ops);
         Ok(start..self.ops.len())
@@ -112,6 +98,32 @@ impl WorkingCopy {
     pub fn into_ops(self) -> Vec<PatchOperation> {
         self.ops
     }
+}
+
+/// Apply `ops` to `object`, which is left as it was on any error.
+fn patch_tree(object: &mut Value, ops: &[PatchOperation]) -> Result<(), PatchError> {
+    // Only a patch that reaches a protected field needs a snapshot to
+    // compare and roll back, and one with a `move`: json-patch does not
+    // undo a move whose `from` it removed before the `path` failed (found
+    // by the compose fuzz target). The common case pays nothing.
+    let protected = ops.iter().any(touches_protected);
+    let moves = ops.iter().any(|op| matches!(op, PatchOperation::Move(_)));
+    let before = (protected || moves).then(|| object.clone());
+    if let Err(err) = json_patch::patch(object, ops) {
+        if let Some(before) = before {
+            *object = before;
+        }
+        return Err(PatchError::DoesNotApply(err.to_string()));
+    }
+    if let Some(before) = before.filter(|_| protected) {
+        // A patch that spares the root leaves an object; only the identity
+        // can have changed.
+        if let Some(changed) = PROTECTED.iter().find(|p| before.pointer(p) != object.pointer(p)) {
+            *object = before;
+            return Err(PatchError::Protected(changed));
+        }
+    }
+    Ok(())
 }
 
 fn touches_protected(op: &PatchOperation) -> bool {
@@ -180,6 +192,11 @@ mod tests {
         let original = pod();
         let mut copy = WorkingCopy::new();
         assert!(matches!(copy.apply(&original, "not json"), Err(PatchError::NotAPatch(_))));
+        assert!(copy.apply(&original, r#"[{"op":"remove","path":"/metadata/name"}]"#).is_err());
+        assert!(
+            copy.changed_object().is_none(),
+            "a refused first patch leaves the apiserver's text to the next plugin"
+        );
         assert!(matches!(copy.apply(&original, r#"{"op":"add"}"#), Err(PatchError::NotAPatch(_))));
         assert!(matches!(
             copy.apply(&original, r#"[{"op":"remove","path":"/spec/nothing"}]"#),
@@ -200,6 +217,18 @@ mod tests {
         let err = copy.apply(&original, r#"[{"op":"move","from":"/metadata/namespace","path":"/nowhere/ns"}]"#);
         assert!(matches!(err, Err(PatchError::DoesNotApply(_))), "{err:?}");
         assert_eq!(copy.changed_object().cloned(), before);
+    }
+
+    #[test]
+    fn an_object_too_deep_for_a_tree_is_refused_not_patched() {
+        // Kept as text, such an object is read and matched; only a patch
+        // needs its tree, which serde_json's recursion limit refuses.
+        let text = format!(r#"{{"metadata":{{"name":"p"}},"spec":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        let deep: Object = serde_json::from_str(&text).unwrap();
+        let mut copy = WorkingCopy::new();
+        let err = copy.apply(&deep, r#"[{"op":"add","path":"/spec2","value":1}]"#).unwrap_err();
+        assert!(matches!(err, PatchError::Unpatchable(_)), "{err:?}");
+        assert!(!copy.changed() && copy.ops().is_empty());
     }
 
     #[test]

@@ -397,6 +397,11 @@ mod tests {
         // What the apiserver checks before any webhook is refused, not guessed.
         let bad = review(&POD.replace(r#"{"generateName":"job-"}"#, r#"{"labels":{"app":5}}"#));
         assert!(matches!(Review::parse(bad.as_bytes()), Err(ReviewError::InvalidRequest(_))));
+        // serde_json would fill a struct from an array, by position.
+        for array in [r#"[]"#, r#"[{"labels":{"app":"pulsar"}}]"#, r#"{"metadata":["p"]}"#] {
+            let bad = review(&POD.replace(r#"{"metadata":{"generateName":"job-"}}"#, array));
+            assert!(matches!(Review::parse(bad.as_bytes()), Err(ReviewError::InvalidRequest(_))), "{array}");
+        }
     }
 
     #[test]

@@ -144,7 +144,8 @@ pub(crate) fn build(
         return Vec::new();
     }
     let time = SystemTime::now();
-    // The only tree of the object an allowed request never pays for.
+    // A tree of the object, to redact: built only for a request recorded.
+    // One too deep to build is left out rather than stored unredacted.
     let object = with_object.then(|| request.subject().and_then(|o| o.to_value().ok())).flatten().map(|mut object| {
         redactor.object(&mut object);
         object
@@ -212,6 +213,7 @@ pub(crate) fn build(
             }
             PolicyResult::Mutated(ops) => {
                 record.decision = Decision::Mutated;
+                debug_assert!(ops.end <= admitted.patch.len(), "{ops:?} outside the chain's patch");
                 let ops = admitted.patch.get(ops.clone()).unwrap_or_default();
                 let mut patch = serde_json::to_value(ops).unwrap_or(Value::Null);
                 redactor.patch(&mut patch);
@@ -388,12 +390,15 @@ mod tests {
                     },
                 ),
                 outcome("tolerations", PolicyResult::Mutated(0..1)),
+                outcome("labels", PolicyResult::Mutated(1..3)),
             ],
         );
         let ignored = Admitted {
-            patch: serde_json::from_value(
-                json!([{"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "K", "value": "secret"}}]),
-            )
+            patch: serde_json::from_value(json!([
+                {"op": "add", "path": "/spec/containers/0/env/-", "value": {"name": "K", "value": "secret"}},
+                {"op": "add", "path": "/metadata/labels/a", "value": "1"},
+                {"op": "add", "path": "/metadata/labels/b", "value": "2"},
+            ]))
             .unwrap(),
             ..ignored
         };
@@ -407,10 +412,14 @@ mod tests {
         assert_eq!(records[0].reason(), "timeout: timed out after 100ms");
 
         let records = build_default(Endpoint::Mutate, &ignored, true);
-        assert_eq!(records.len(), 2);
+        assert_eq!(records.len(), 3);
         assert_eq!(records[1].decision, Decision::Mutated);
+        assert_eq!(records[1].patch.as_ref().unwrap().as_array().unwrap().len(), 1, "the policy's own ops only");
         assert_eq!(records[1].patch.as_ref().unwrap()[0]["value"]["value"], "<redacted>");
         assert_eq!(records[1].endpoint, "mutate");
+        let labels = records[2].patch.as_ref().unwrap().as_array().unwrap();
+        assert_eq!((records[2].policy.as_str(), labels.len()), ("labels", 2));
+        assert_eq!(labels[1]["path"], "/metadata/labels/b");
 
         let failed = admitted(
             false,

@@ -7,7 +7,7 @@ use crate::admission::{Endpoint, admit};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::policy::PolicySet;
-use crate::review::Review;
+use crate::review::{Object, Review};
 use anyhow::Context;
 use base64::Engine as _;
 use clap::ValueEnum;
@@ -77,7 +77,16 @@ impl EvalArgs {
                     continue;
                 }
             };
-            let object = review.request.object.as_ref().map(crate::review::Object::to_value).transpose()?;
+            // --apply prints the object as patched: a tree of it is needed.
+            let object = match review.request.object.as_ref().filter(|_| self.apply).map(Object::to_value) {
+                None => None,
+                Some(Ok(object)) => Some(object),
+                Some(Err(err)) => {
+                    eprintln!("{}: the object cannot be built to apply the patch to: {err}", path.display());
+                    status = ExitCode::FAILURE;
+                    continue;
+                }
+            };
             let admitted = admit(&policies, endpoint, review);
             let json = if self.apply {
                 serde_json::to_string_pretty(&applied(object, &admitted.response)?)?

@@ -154,8 +154,9 @@ pub struct Meta {
     pub name: String,
     pub namespace: String,
     pub uid: String,
-    /// Set by the apiserver only on objects not yet named (Pods of Jobs,
-    /// Deployments and StatefulSets arrive at admission so).
+    /// The prefix a client asks the apiserver to name the object from;
+    /// such an object can reach admission with no name yet (the Pods of
+    /// Jobs and ReplicaSets do).
     pub generate_name: String,
     pub labels: Labels,
     pub annotations: Labels,
@@ -197,12 +198,14 @@ impl Meta {
 
     /// The metadata of an object given as JSON text, read without building
     /// a tree of the object: what matching and the audit log need of the
-    /// object under review. Fails if `metadata` is not shaped as
-    /// ObjectMeta, which the apiserver checks before any webhook.
+    /// object under review. Fails if the object is not a JSON object or its
+    /// `metadata` is not shaped as ObjectMeta, which the apiserver checks
+    /// before any webhook.
     pub fn of_object(text: &str) -> Result<Self, serde_json::Error> {
-        let ObjectView { metadata: view } = serde_json::from_str(text)?;
+        let MapOnly(ObjectView { metadata: MapOnly(view) }) = serde_json::from_str(text)?;
         let annotations = view.annotations.into_iter().filter(|(key, _)| KEPT_ANNOTATIONS.contains(&key.as_str()));
-        let controller = view.owner_references.into_iter().find(|r| r.controller == Some(true)).map(|r| OwnerRef {
+        let mut owners = view.owner_references.into_iter().map(|MapOnly(owner)| owner);
+        let controller = owners.find(|r| r.controller == Some(true)).map(|r| OwnerRef {
             api_version: r.api_version,
             kind: r.kind,
             name: r.name,
@@ -454,13 +457,12 @@ impl Cluster {
 #[derive(serde::Deserialize)]
 struct ObjectView {
     #[serde(default, deserialize_with = "null_as_default")]
-    metadata: MetaView,
+    metadata: MapOnly<MetaView>,
 }
 
 /// ObjectMeta as far as [`Meta`] keeps it; `managedFields` and the rest are
-/// skipped unread.
-/// Go's JSON writes `null` for some empty fields (`creationTimestamp`),
-/// so every field takes `null` as absent.
+/// skipped unread. Go's JSON writes `null` for some empty fields
+/// (`creationTimestamp`), so every field takes `null` as absent.
 #[derive(Default, serde::Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct MetaView {
@@ -477,7 +479,7 @@ struct MetaView {
     #[serde(deserialize_with = "null_as_default")]
     annotations: Labels,
     #[serde(deserialize_with = "null_as_default")]
-    owner_references: Vec<OwnerView>,
+    owner_references: Vec<MapOnly<OwnerView>>,
     creation_timestamp: Option<String>,
 }
 
@@ -493,6 +495,27 @@ struct OwnerView {
     #[serde(deserialize_with = "null_as_default")]
     uid: String,
     controller: Option<bool>,
+}
+
+/// `T` from a JSON object only: serde_json also fills a struct from an
+/// array, by position, and no Kubernetes object or metadata is an array.
+#[derive(Default)]
+struct MapOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Map<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Map<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Map(std::marker::PhantomData)).map(MapOnly)
+    }
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
