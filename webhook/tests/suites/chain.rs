@@ -3,7 +3,7 @@
 //! mutations of several policies compose into one patch.
 
 use base64::Engine as _;
-use berth::admission::{Admitted, Endpoint, PolicyError, PolicyResult, admit};
+use berth::admission::{Admitted, Endpoint, PolicyError, PolicyOutcome, PolicyResult, admit};
 use berth::config::{Config, FailurePolicy, Source};
 use berth::policy::{PolicySet, PolicySetError};
 use berth::review::Review;
@@ -523,4 +523,29 @@ fn bad_settings_refuse_the_policy_in_either_mode_and_failure_policy() {
             }
         }
     }
+}
+
+/// An object nested deeper than serde_json builds trees is still read and
+/// matched (it is kept as text), but patching it fails the policy as the
+/// object's fault, not the plugin's, under the policy's failurePolicy.
+#[test]
+fn an_object_too_deep_to_patch_fails_the_policy_as_an_object_error() {
+    let mut review: Value = serde_json::from_slice(&bookie()).expect("fixture is JSON");
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    review["request"]["object"]["spec"]["deep"] = deep;
+    // serde_json's own serializer has no depth limit.
+    let body = serde_json::to_vec(&review).expect("serializes");
+
+    let policies = load(&[tolerations("deep", &["dedicated"])]);
+    let admitted = admit(&policies, Endpoint::Mutate, Review::parse(&body).expect("a deep object is a review"));
+    match &admitted.outcomes[..] {
+        [PolicyOutcome { result: PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail }, .. }] => {
+            assert_eq!(error.kind(), "object", "{error:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!admitted.response.allowed && admitted.response.patch.is_none(), "{:?}", admitted.response);
 }
