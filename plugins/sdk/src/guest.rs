@@ -11,7 +11,7 @@ wit_bindgen::generate!({
 use self::berth::policy::host;
 pub use self::berth::policy::types::{Context as WitContext, Verdict as WitVerdict};
 use self::berth::policy::types::{Decision as WitDecision, Denial};
-use crate::{Context as SdkContext, Decision, Verdict as SdkVerdict, log::Level};
+use crate::{Context as SdkContext, Decision, Verdict as SdkVerdict, level::Level};
 
 pub fn from_wit(context: WitContext) -> SdkContext {
     SdkContext { default_storage_class: context.default_storage_class }

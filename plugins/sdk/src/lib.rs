@@ -56,6 +56,7 @@
 //! [`apiserver`] builds those UPDATE requests for tests.
 
 mod error;
+mod level;
 mod patch;
 mod request;
 mod settings;

@@ -1,13 +1,6 @@
 //! Logging to berth's log, tagged with the policy's name.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
+pub use crate::level::Level;
 
 pub fn log(level: Level, message: &str) {
     #[cfg(target_arch = "wasm32")]

@@ -10,7 +10,7 @@
 //! let pod: serde_json::Value = outcome.object();
 //! ```
 
-use crate::log::Level;
+use crate::level::Level;
 use crate::{Context, Error, Request, Settings, Verdict, glue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
