@@ -21,7 +21,7 @@ pub enum PatchError {
     #[error("patch operates on the whole object (path \"\"), which kube-apiserver cannot apply; patch its fields")]
     WholeObject,
     /// The object's text is JSON, but nests deeper than berth builds trees.
-    #[error("the object cannot be patched: {0}")]
+    #[error("the object nests deeper than berth builds trees: {0}")]
     Unpatchable(String),
 }
 
