@@ -28,38 +28,26 @@ use berth::admission::{Endpoint, admit};
 use berth::config::{Config, Source};
 use berth::policy::PolicySet;
 use berth::review::{Object, Review};
-use berth::runtime::{
-    ArtifactCache, CallLimits, PluginContext, PluginDecision, PluginRequest, Runtime, RuntimeOptions,
-};
+use berth::runtime::{CallLimits, PluginContext, PluginDecision, PluginRequest};
 
 use berth_plugin_tolerations::TolerationsSettings;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The allocator `berth` itself runs with, so figures match the binary.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
 const NO_CONTEXT: PluginContext = PluginContext { default_storage_class: None };
 
-const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
-const BROKER: &str = "../tests/fixtures/pulsar/reviews/012-pod-pulsar-broker-0.json";
+const BOOKIE: &str = "005-pod-pulsar-bookie-0.json";
+const BROKER: &str = "012-pod-pulsar-broker-0.json";
 const SETTINGS: &str =
     r#"{"tolerations":[{"key":"dedicated","operator":"Equal","value":"pulsar","effect":"NoSchedule"}]}"#;
 
-fn runtime() -> Runtime {
-    Runtime::new(RuntimeOptions {
-        cache: ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache")),
-        ..RuntimeOptions::default()
-    })
-    .expect("runtime starts")
-}
-
 fn bench(c: &mut Criterion) {
-    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture");
+    let body = common::pulsar_review(BOOKIE);
     let mut review = Review::parse(&body).expect("a valid review");
     let info = review.request.to_json_without_objects();
     let input = PluginRequest {
@@ -67,7 +55,7 @@ fn bench(c: &mut Criterion) {
         object: review.request.object.as_ref().map(Object::text),
         old_object: review.request.old_object.as_ref().map(Object::text),
     };
-    let runtime = runtime();
+    let runtime = common::runtime();
     let tolerations = runtime
         .load("builtin:tolerations", berth::builtin::get("tolerations").expect("tolerations is bundled"))
         .expect("tolerations loads");
@@ -132,16 +120,8 @@ fn bench(c: &mut Criterion) {
     // The embedded default policy on a broker Pod: every Pulsar mutating
     // policy matches (tolerations, node placement, pull secrets, registry),
     // then /validate runs the validators on the patched object.
-    // The default policy matches on owners and Helm releases: it needs what
-    // the cluster stores, here the Pulsar fixture's cluster.yaml.
-    let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pulsar/cluster.yaml");
-    let default = PolicySet::load(
-        &runtime,
-        &Config::embedded_default().expect("default parses"),
-        berth::cluster::Cluster::snapshot(&[cluster]).expect("cluster.yaml parses"),
-    )
-    .expect("the default policy loads");
-    let broker = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BROKER)).expect("the broker fixture");
+    let default = common::default_policy(&runtime);
+    let broker = common::pulsar_review(BROKER);
     let patched_broker = patched_review(&default, &broker);
     group.bench_function("default_policy_mutate_broker", |b| {
         b.iter(|| admit(&default, Endpoint::Mutate, Review::parse(black_box(&broker)).expect("review")))
@@ -205,17 +185,10 @@ fn native_evaluate(input: PluginRequest<'_>, settings: &str) -> Option<String> {
 
 /// `review` with the default policy's patch applied: what /validate sees.
 fn patched_review(policies: &PolicySet, review: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let admitted = admit(policies, Endpoint::Mutate, Review::parse(review).expect("review"));
-    let patch = admitted.response.patch.expect("the default policy patches a broker");
-    let patch: json_patch::Patch =
-        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(patch).expect("base64"))
-            .expect("patch");
-    let mut review: serde_json::Value = serde_json::from_slice(review).expect("json");
-    json_patch::patch(&mut review["request"]["object"], &patch).expect("applies");
-    let validated = admit(policies, Endpoint::Validate, Review::parse(review.to_string().as_bytes()).expect("review"));
+    let review = common::mutated(policies, review);
+    let validated = admit(policies, Endpoint::Validate, Review::parse(&review).expect("review"));
     assert!(validated.response.allowed, "the patched broker passes the validators");
-    review.to_string().into_bytes()
+    review
 }
 
 /// The whole-object alternative: typed round trip in the plugin, diff in

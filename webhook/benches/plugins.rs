@@ -12,36 +12,23 @@
 //! `cargo bench -p berth --bench plugins`; the figures to read are the
 //! per-call time of `wasm_warm` and its ratio to `native`.
 
-use base64::Engine as _;
-use berth::admission::{Endpoint, admit};
-use berth::cluster::Cluster;
-use berth::config::{Config, Mode};
-use berth::policy::PolicySet;
+use berth::config::Mode;
 use berth::review::{Object, Review};
-use berth::runtime::{ArtifactCache, CallLimits, Isolation, PluginContext, PluginRequest, Runtime, RuntimeOptions};
+use berth::runtime::{CallLimits, Isolation, PluginContext, PluginRequest};
 use berth_sdk::Context;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashSet;
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
-/// The allocator `berth` itself runs with, so figures match the binary.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
-const FIXTURES: &str = "../tests/fixtures/pulsar";
 const MUTATED: [&str; 3] = [
     "005-pod-pulsar-bookie-0.json",
     "012-pod-pulsar-broker-0.json",
     "003-pvc-pulsar-bookie-journal-pulsar-bookie-0.json",
 ];
 const VALIDATED: &str = "012-pod-pulsar-broker-0.json";
-
-fn read(file: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURES).join("reviews").join(file);
-    std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
 
 /// The plugin's own code, natively, through the glue its component uses.
 fn native(
@@ -68,34 +55,13 @@ fn native(
     }
 }
 
-/// `review` with `policies`' mutation applied to its object.
-fn mutated(policies: &PolicySet, review: &[u8]) -> Vec<u8> {
-    let admitted = admit(policies, Endpoint::Mutate, Review::parse(review).expect("review"));
-    let patch = admitted.response.patch.expect("the default policy patches the pod");
-    let patch: json_patch::Patch =
-        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(patch).expect("base64"))
-            .expect("patch");
-    let mut review: serde_json::Value = serde_json::from_slice(review).expect("json");
-    json_patch::patch(&mut review["request"]["object"], &patch).expect("applies");
-    review.to_string().into_bytes()
-}
-
 fn bench(c: &mut Criterion) {
-    let runtime = Runtime::new(RuntimeOptions {
-        cache: ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache")),
-        ..RuntimeOptions::default()
-    })
-    .expect("runtime starts");
-    let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURES).join("cluster.yaml");
-    let policies = PolicySet::load(
-        &runtime,
-        &Config::embedded_default().expect("the default parses"),
-        Cluster::snapshot(&[cluster]).expect("cluster.yaml parses"),
-    )
-    .expect("the default policy loads");
+    let runtime = common::runtime();
+    let policies = common::default_policy(&runtime);
 
-    let mut cases: Vec<(Mode, Vec<u8>)> = MUTATED.iter().map(|file| (Mode::Mutate, read(file))).collect();
-    cases.push((Mode::Validate, mutated(&policies, &read(VALIDATED))));
+    let mut cases: Vec<(Mode, Vec<u8>)> =
+        MUTATED.iter().map(|file| (Mode::Mutate, common::pulsar_review(file))).collect();
+    cases.push((Mode::Validate, common::mutated(&policies, &common::pulsar_review(VALIDATED))));
 
     let mut group = c.benchmark_group("plugin");
     let mut seen = HashSet::new();

@@ -18,12 +18,10 @@
 //!
 //! `cargo bench -p berth --bench served` (about half a minute).
 
-use base64::Engine as _;
 use berth::admission::{Endpoint, admit};
-use berth::config::{Config, Mode};
-use berth::policy::PolicySet;
+use berth::config::Mode;
 use berth::review::Review;
-use berth::runtime::{ArtifactCache, Runtime, RuntimeOptions};
+use berth::runtime::RuntimeOptions;
 use berth::server::{ServeOptions, TlsSource};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
@@ -38,15 +36,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The allocator `berth` itself runs with, so figures match the binary.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod common;
 
-const BOOKIE: &str = "../tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json";
-
-fn cache() -> ArtifactCache {
-    ArtifactCache::at(Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-artifact-cache"))
-}
+const BOOKIE: &str = "005-pod-pulsar-bookie-0.json";
 
 /// A berth server running in this process until the bench exits.
 struct Served {
@@ -82,7 +74,11 @@ impl Served {
             queue_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(1),
             watch_interval: Duration::from_secs(1),
-            runtime: RuntimeOptions { cache: cache(), max_instances: workers as u32 + 8, ..RuntimeOptions::default() },
+            runtime: RuntimeOptions {
+                cache: common::cache(),
+                max_instances: workers as u32 + 8,
+                ..RuntimeOptions::default()
+            },
             audit_log: Some(dir.join("audit.log")),
             require_pinned: false,
             kube: None,
@@ -169,27 +165,11 @@ fn response(status: u16, body: &[u8]) -> serde_json::Value {
     review["response"].clone()
 }
 
-/// `review` with the default policy's patch applied: what /validate sees
-/// after /mutate, as the apiserver calls them.
-fn mutated(policies: &PolicySet, review: &[u8]) -> Vec<u8> {
-    let admitted = admit(policies, Endpoint::Mutate, Review::parse(review).expect("review"));
-    let patch = admitted.response.patch.expect("the default policy patches the bookie");
-    let patch: json_patch::Patch =
-        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(patch).expect("base64"))
-            .expect("a JSON patch");
-    let mut review: serde_json::Value = serde_json::from_slice(review).expect("json");
-    json_patch::patch(&mut review["request"]["object"], &patch).expect("the patch applies");
-    review.to_string().into_bytes()
-}
-
 fn bench(c: &mut Criterion) {
-    let bookie = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOKIE)).expect("the bookie fixture");
-    let runtime = Runtime::new(RuntimeOptions { cache: cache(), ..RuntimeOptions::default() }).expect("runtime");
-    let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/pulsar/cluster.yaml");
-    let cluster = berth::cluster::Cluster::snapshot(&[cluster]).expect("cluster.yaml parses");
-    let default = PolicySet::load(&runtime, &Config::embedded_default().expect("default parses"), cluster)
-        .expect("the default policy loads");
-    let bookie_mutated = mutated(&default, &bookie);
+    let bookie = common::pulsar_review(BOOKIE);
+    let runtime = common::runtime();
+    let default = common::default_policy(&runtime);
+    let bookie_mutated = common::mutated(&default, &bookie);
 
     let mut group = c.benchmark_group("served_bookie");
 
