@@ -29,6 +29,18 @@ pub enum ReviewError {
     InvalidRequest(#[source] serde_json::Error),
 }
 
+/// Why an answer's patch could not be applied to its object (offline, in
+/// `berth eval` and `berth test`: the server never applies its own patch).
+#[derive(Debug, Error)]
+pub enum ApplyPatchError {
+    #[error("the patch is not base64")]
+    Base64(#[source] base64::DecodeError),
+    #[error("the patch is not an RFC 6902 JSON Patch")]
+    NotJsonPatch(#[source] serde_json::Error),
+    #[error("the patch does not apply to the object")]
+    Apply(#[source] json_patch::PatchError),
+}
+
 /// The envelope, with its request parsed in the same pass: the one read of
 /// the body that a well-formed review takes.
 #[derive(Deserialize)]
@@ -336,6 +348,18 @@ impl AdmissionResponse {
         self.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
         self.patch_type = Some(PatchType::JsonPatch);
         Ok(())
+    }
+
+    /// `object` as the apiserver would store it: this answer's patch, if it
+    /// has one, applied.
+    pub fn apply_patch(&self, mut object: Value) -> Result<Value, ApplyPatchError> {
+        use base64::Engine as _;
+        if let Some(patch) = &self.patch {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(patch).map_err(ApplyPatchError::Base64)?;
+            let patch: json_patch::Patch = serde_json::from_slice(&bytes).map_err(ApplyPatchError::NotJsonPatch)?;
+            json_patch::patch(&mut object, &patch).map_err(ApplyPatchError::Apply)?;
+        }
+        Ok(object)
     }
 
     /// Wrap in the AdmissionReview envelope the apiserver expects.

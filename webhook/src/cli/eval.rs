@@ -3,13 +3,12 @@
 //! from.
 
 use super::RuntimeArgs;
-use crate::admission::{Endpoint, admit};
+use crate::admission::{Admitted, Endpoint, PolicyResult, admit};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::policy::PolicySet;
 use crate::review::{Object, Review};
 use anyhow::Context;
-use base64::Engine as _;
 use clap::ValueEnum;
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,8 +24,13 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = EndpointArg::Mutate)]
     endpoint: EndpointArg,
     /// Print the resulting object instead of the AdmissionReview response.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "diff")]
     apply: bool,
+    /// Print, per review, what each matched policy did (its verdict, or
+    /// the patch ops it added) and the object's change as a unified diff of
+    /// YAML, instead of the AdmissionReview response.
+    #[arg(long)]
+    diff: bool,
     /// Kubernetes objects that stand in for the cluster (multi-document
     /// YAML or JSON; repeatable): the Namespaces, owners (Jobs, ReplicaSets,
     /// Deployments, StatefulSets, ...) and StorageClasses policies look up.
@@ -77,8 +81,9 @@ impl EvalArgs {
                     continue;
                 }
             };
-            // --apply prints the object as patched: a tree of it is needed.
-            let object = match review.request.object.as_ref().filter(|_| self.apply).map(Object::to_value) {
+            // --apply and --diff show the object as patched: a tree of it is needed.
+            let object = match review.request.object.as_ref().filter(|_| self.apply || self.diff).map(Object::to_value)
+            {
                 None => None,
                 Some(Ok(object)) => Some(object),
                 Some(Err(err)) => {
@@ -88,8 +93,12 @@ impl EvalArgs {
                 }
             };
             let admitted = admit(&policies, endpoint, review);
+            if self.diff {
+                write!(out, "{}", explain(path, endpoint, object, &admitted)?)?;
+                continue;
+            }
             let json = if self.apply {
-                serde_json::to_string_pretty(&applied(object, &admitted.response)?)?
+                serde_json::to_string_pretty(&admitted.response.apply_patch(object.unwrap_or_default())?)?
             } else {
                 serde_json::to_string_pretty(&admitted.response.into_review())?
             };
@@ -99,16 +108,82 @@ impl EvalArgs {
     }
 }
 
-/// The object after the response's patch, as the apiserver would store it.
-fn applied(
+/// What `--diff` shows of one review: the policies that ran, in order, and
+/// what each did; the answer; the object's change.
+fn explain(
+    path: &std::path::Path,
+    endpoint: Endpoint,
     object: Option<serde_json::Value>,
-    response: &crate::review::AdmissionResponse,
-) -> anyhow::Result<serde_json::Value> {
-    let mut object = object.unwrap_or_default();
-    if let Some(patch) = &response.patch {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(patch)?;
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes)?;
-        json_patch::patch(&mut object, &patch)?;
+    admitted: &Admitted,
+) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let request = &admitted.request;
+    let mut text = String::new();
+    let name = match &request.namespace {
+        Some(namespace) if !namespace.is_empty() => format!("{namespace}/{}", request.name.as_deref().unwrap_or("")),
+        _ => request.name.clone().unwrap_or_default(),
+    };
+    writeln!(
+        text,
+        "== {}: {} {} {name}, /{}",
+        path.display(),
+        request.operation.as_str(),
+        request.kind.kind,
+        endpoint.as_str()
+    )?;
+    if admitted.outcomes.is_empty() {
+        writeln!(text, "no policy matched")?;
     }
-    Ok(object)
+    for (index, outcome) in admitted.outcomes.iter().enumerate() {
+        let did = match &outcome.result {
+            PolicyResult::Allowed => "allowed, no change".to_owned(),
+            PolicyResult::Mutated(ops) => format!("mutated, {} op(s):", ops.len()),
+            PolicyResult::Denied { code, message } => format!("denied ({code}): {message}"),
+            PolicyResult::Failed { error, failure_policy } => {
+                format!("failed ({}, failurePolicy {failure_policy:?}): {}", error.kind(), crate::error_chain(error))
+            }
+        };
+        writeln!(text, "{:>3}. {}  {did}", index + 1, outcome.policy)?;
+        if let PolicyResult::Mutated(ops) = &outcome.result {
+            for op in &admitted.patch[ops.clone()] {
+                writeln!(text, "       {}", describe_op(op))?;
+            }
+        }
+    }
+    let response = &admitted.response;
+    for warning in &response.warnings {
+        writeln!(text, "warning: {warning}")?;
+    }
+    match &response.status {
+        Some(status) if !response.allowed => writeln!(text, "answer: denied ({}): {}", status.code, status.message)?,
+        _ if response.patch.is_some() => {
+            writeln!(text, "answer: allowed, with a patch of {} op(s)", admitted.patch.len())?
+        }
+        _ => writeln!(text, "answer: allowed, unchanged")?,
+    }
+    if let (Some(before), Some(_)) = (&object, &response.patch) {
+        let after = response.apply_patch(before.clone())?;
+        text.push_str(&crate::diff::yaml(
+            before,
+            &after,
+            &format!("{name} (as sent)"),
+            &format!("{name} (as admitted)"),
+        ));
+    }
+    writeln!(text)?;
+    Ok(text)
+}
+
+/// One patch op on a line: `add /spec/tolerations/- {"key":"dedicated",...}`.
+fn describe_op(op: &json_patch::PatchOperation) -> String {
+    let value = serde_json::to_value(op).unwrap_or_default();
+    let field = |name: &str| value.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let mut line = format!("{} {}", field("op"), field("path"));
+    if let Some(from) = value.get("from").and_then(|v| v.as_str()) {
+        line = format!("{line} from {from}");
+    }
+    if let Some(v) = value.get("value") {
+        line = format!("{line} {v}");
+    }
+    line
 }
