@@ -291,7 +291,13 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: Config =
             serde_yaml::from_str(text).map_err(|error| ConfigError::Parse { origin: origin.to_owned(), error })?;
-        for policy in &config.policies {
+        config.checked(origin)
+    }
+
+    /// Check what the schema cannot: names, timeouts, pins. `origin` names
+    /// the file in errors.
+    pub fn checked(self, origin: &str) -> Result<Self, ConfigError> {
+        for policy in &self.policies {
             let invalid = |message: String| ConfigError::Invalid {
                 origin: origin.to_owned(),
                 policy: policy.name.clone(),
@@ -309,7 +315,7 @@ impl Config {
                 return Err(invalid("sha256 must be 64 hex digits".into()));
             }
         }
-        Ok(config)
+        Ok(self)
     }
 
     pub fn read(path: &Path) -> Result<Source, ConfigError> {
