@@ -69,6 +69,59 @@ fn main() {
 
     // Tests find the test-only plugins here.
     println!("cargo:rustc-env=BERTH_TEST_PLUGINS={}", artifacts.display());
+
+    embed_templates(&root.join("plugins"), &out_dir);
+}
+
+/// What `berth plugin new` writes, embedded so that the binary alone can
+/// start a project anywhere: `(set, path in the set, bytes)`, where a set is
+/// a folder under plugins/ (`examples/rust`, `sdk/src`, `wit`, ...).
+fn embed_templates(plugins: &Path, out_dir: &Path) {
+    const SETS: [&str; 9] = [
+        "examples/common",
+        "examples/rust",
+        "examples/js",
+        "examples/python",
+        "examples/go",
+        "sdk/src",
+        "sdk-js",
+        "sdk-python",
+        "wit",
+    ];
+    let mut table = String::from("pub static FILES: &[(&str, &str, &[u8])] = &[\n");
+    for set in SETS {
+        let base = plugins.join(set);
+        let mut files = Vec::new();
+        collect_files(&base, &mut files);
+        files.sort();
+        for file in files {
+            let relative = file.strip_prefix(&base).expect("under its base").to_string_lossy().replace('\\', "/");
+            writeln!(table, "    ({set:?}, {relative:?}, include_bytes!({:?})),", file.display().to_string())
+                .expect("writing to a String");
+        }
+    }
+    table.push_str("];\n");
+    fs::write(out_dir.join("templates.rs"), table).expect("writing templates.rs");
+}
+
+/// Every file under `dir`, without build output, dependencies or caches.
+fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let skipped = matches!(name.as_str(), "target" | "node_modules" | "__pycache__" | "Cargo.lock")
+            || name.ends_with(".wasm")
+            || (name.starts_with('.') && name != ".gitignore");
+        if skipped {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, into);
+        } else {
+            into.push(path);
+        }
+    }
 }
 
 /// `(name, package)` for each plugin crate directly under `dir`.

@@ -3,7 +3,9 @@
 mod audit;
 mod certs;
 mod eval;
+mod plugin;
 mod serve;
+mod test;
 
 use crate::runtime::{ArtifactCache, Runtime, RuntimeOptions};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -27,6 +29,11 @@ enum Command {
     /// Run policies against AdmissionReview files, offline, exactly as the
     /// server would.
     Eval(eval::EvalArgs),
+    /// Start, build and pin a policy plugin in Rust, JavaScript or Python.
+    Plugin(plugin::PluginArgs),
+    /// Run declarative policy tests (`*.test.yaml`): reviews or objects,
+    /// and what berth must answer, through the server's own path.
+    Test(test::TestArgs),
     /// Read the audit log: denials, policy errors and mutations, from rotated
     /// files and several replicas' logs merged by time.
     Audit(audit::AuditArgs),
@@ -85,6 +92,8 @@ impl Args {
         match self.command {
             Command::Serve(args) => args.run(),
             Command::Eval(args) => args.run(),
+            Command::Plugin(args) => args.run(),
+            Command::Test(args) => args.run(),
             Command::Audit(args) => args.run(),
             Command::Certs(args) => args.run(),
         }

@@ -1,0 +1,138 @@
+//! `berth plugin build`: run the project's own toolchain, as its author
+//! would by hand, and find the component it wrote. The toolchain's output
+//! goes straight to the terminal, so its errors are read where they are
+//! written.
+
+use super::Language;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use thiserror::Error;
+
+const RUST_TARGET: &str = "wasm32-wasip2";
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("{0} is not a plugin project: it has no Cargo.toml, package.json or pyproject.toml")]
+    NotAProject(PathBuf),
+    #[error("{manifest} names no project: {why}")]
+    NoName { manifest: PathBuf, why: String },
+    #[error("{tool} is needed to build a {language} plugin and was not found; {install}")]
+    Missing { tool: String, language: &'static str, install: &'static str },
+    #[error("running {tool}")]
+    Run {
+        tool: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{tool} failed ({status}); its output is above")]
+    Failed { tool: String, status: std::process::ExitStatus },
+    #[error("{tool} succeeded but wrote no component at {path}")]
+    NoOutput { tool: String, path: PathBuf },
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+/// A built component, in the project's directory.
+#[derive(Debug)]
+pub struct Built {
+    pub name: String,
+    pub language: Language,
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// Build the project in `dir` into `dir/NAME.wasm`.
+pub fn build(dir: &Path) -> Result<Built, BuildError> {
+    let language = Language::of(dir).ok_or_else(|| BuildError::NotAProject(dir.to_owned()))?;
+    let name = project_name(dir, language)?;
+    let output = dir.join(format!("{name}.wasm"));
+    match language {
+        Language::Rust => build_rust(dir, &name, &output)?,
+        Language::Js => build_js(dir, &output)?,
+        Language::Python => build_python(dir, &output)?,
+    }
+    let bytes = std::fs::read(&output).map_err(|error| BuildError::Read { path: output.clone(), error })?;
+    Ok(Built { name, language, path: output, bytes })
+}
+
+/// The project's name, from its manifest.
+fn project_name(dir: &Path, language: Language) -> Result<String, BuildError> {
+    let manifest = dir.join(language.manifest());
+    let text =
+        std::fs::read_to_string(&manifest).map_err(|error| BuildError::Read { path: manifest.clone(), error })?;
+    let no_name = |why: &str| BuildError::NoName { manifest: manifest.clone(), why: why.to_owned() };
+    let name = match language {
+        Language::Js => {
+            let package: serde_json::Value = serde_json::from_str(&text).map_err(|err| no_name(&err.to_string()))?;
+            package["name"].as_str().map(str::to_owned)
+        }
+        // The first `name = "..."`: [package] in Cargo.toml, [project] in
+        // pyproject.toml, as the templates write them.
+        Language::Rust | Language::Python => text.lines().find_map(|line| {
+            let value = line.trim().strip_prefix("name")?.trim_start().strip_prefix('=')?.trim();
+            Some(value.trim_matches('"').to_owned())
+        }),
+    };
+    let name = name.ok_or_else(|| no_name("no name field"))?;
+    super::check_name(&name).map_err(no_name)?;
+    Ok(name)
+}
+
+/// Run `command`, its output going to the terminal.
+fn run(mut command: Command, tool: &str, language: Language, install: &'static str) -> Result<(), BuildError> {
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(BuildError::Failed { tool: tool.to_owned(), status }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(BuildError::Missing { tool: tool.to_owned(), language: language.as_str(), install })
+        }
+        Err(error) => Err(BuildError::Run { tool: tool.to_owned(), error }),
+    }
+}
+
+fn build_rust(dir: &Path, name: &str, output: &Path) -> Result<(), BuildError> {
+    const INSTALL_RUST: &str = "install Rust with rustup (https://rustup.rs), then `rustup target add wasm32-wasip2`";
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if !rust_target_installed() {
+        return Err(BuildError::Missing {
+            tool: format!("the Rust target {RUST_TARGET}"),
+            language: "rust",
+            install: "add it with `rustup target add wasm32-wasip2`",
+        });
+    }
+    let mut command = Command::new(&cargo);
+    command.current_dir(dir).args(["build", "--release", "--target", RUST_TARGET]);
+    run(command, "cargo", Language::Rust, INSTALL_RUST)?;
+    // Where cargo put it: CARGO_TARGET_DIR, if the author set one.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target_dir = if target_dir.is_relative() { dir.join(target_dir) } else { target_dir };
+    let artifact = target_dir.join(RUST_TARGET).join("release").join(format!("{}.wasm", name.replace('-', "_")));
+    if !artifact.is_file() {
+        return Err(BuildError::NoOutput { tool: "cargo".into(), path: artifact });
+    }
+    std::fs::copy(&artifact, output).map_err(|error| BuildError::Read { path: artifact, error })?;
+    Ok(())
+}
+
+/// Whether rustc has the wasm32-wasip2 standard library (these machines
+/// set RUSTUP_AUTO_INSTALL=0, so cargo would not add it).
+fn rust_target_installed() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else { return false };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    sysroot.join("lib/rustlib").join(RUST_TARGET).is_dir()
+}
+
+fn build_js(dir: &Path, output: &Path) -> Result<(), BuildError> {
+    let _ = (dir, output);
+    Err(BuildError::Missing { tool: "componentize-js".into(), language: "js", install: "not wired yet" })
+}
+
+fn build_python(dir: &Path, output: &Path) -> Result<(), BuildError> {
+    let _ = (dir, output);
+    Err(BuildError::Missing { tool: "componentize-py".into(), language: "python", install: "not wired yet" })
+}
