@@ -3,6 +3,7 @@
 //! test binary links wasmtime.
 
 mod audit;
+mod authors;
 mod clients;
 mod cluster;
 mod default_policy;

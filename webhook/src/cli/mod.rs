@@ -88,7 +88,14 @@ pub fn main() -> anyhow::Result<ExitCode> {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        init_logging(self.log_format);
+        // `berth test` reports every outcome in its table; a policy failing
+        // on purpose in a case is not news for the log (BERTH_LOG shows it,
+        // and the plugins' own log lines).
+        let default_filter = match self.command {
+            Command::Test(_) => "off",
+            _ => "info,wasmtime=warn,cranelift=warn",
+        };
+        init_logging(self.log_format, default_filter);
         match self.command {
             Command::Serve(args) => args.run(),
             Command::Eval(args) => args.run(),
@@ -100,9 +107,9 @@ impl Args {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colour only a terminal: a file or `kubectl logs` would show the codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
