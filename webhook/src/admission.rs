@@ -33,7 +33,8 @@ impl Endpoint {
         }
     }
 
-    fn mode(self) -> Mode {
+    /// The mode of the policies this endpoint runs.
+    pub fn mode(self) -> Mode {
         match self {
             Self::Mutate => Mode::Mutate,
             Self::Validate => Mode::Validate,

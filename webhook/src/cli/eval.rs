@@ -5,7 +5,7 @@
 use super::RuntimeArgs;
 use crate::admission::{Admitted, Endpoint, PolicyResult, admit};
 use crate::cluster::Cluster;
-use crate::config::Config;
+use crate::config::{Config, FailurePolicy};
 use crate::policy::PolicySet;
 use crate::review::{Object, Review};
 use anyhow::Context;
@@ -94,7 +94,7 @@ impl EvalArgs {
             };
             let admitted = admit(&policies, endpoint, review);
             if self.diff {
-                write!(out, "{}", explain(path, endpoint, object, &admitted)?)?;
+                write!(out, "{}", explain(path, &policies, endpoint, object, &admitted)?)?;
                 continue;
             }
             let json = if self.apply {
@@ -112,6 +112,7 @@ impl EvalArgs {
 /// what each did; the answer; the object's change.
 fn explain(
     path: &std::path::Path,
+    policies: &PolicySet,
     endpoint: Endpoint,
     object: Option<serde_json::Value>,
     admitted: &Admitted,
@@ -131,10 +132,20 @@ fn explain(
         request.kind.kind,
         endpoint.as_str()
     )?;
-    if admitted.outcomes.is_empty() {
-        writeln!(text, "no policy matched")?;
-    }
-    for (index, outcome) in admitted.outcomes.iter().enumerate() {
+    // The policies that matched, in order, and what each did; then those
+    // that did not, so an author sees their match rules at work too.
+    let mut stopped_at: Option<&str> = None;
+    let mut unmatched = Vec::new();
+    let mut order = 0;
+    for policy in policies.policies().iter().filter(|policy| policy.mode == endpoint.mode()) {
+        let Some(outcome) = admitted.outcomes.iter().find(|outcome| outcome.policy == policy.name) else {
+            match stopped_at {
+                None => unmatched.push(&*policy.name),
+                Some(stop) => writeln!(text, "  -  {}  not run: the chain stopped at {stop}", policy.name)?,
+            }
+            continue;
+        };
+        order += 1;
         let did = match &outcome.result {
             PolicyResult::Allowed => "allowed, no change".to_owned(),
             PolicyResult::Mutated(ops) => format!("mutated, {} op(s):", ops.len()),
@@ -143,12 +154,26 @@ fn explain(
                 format!("failed ({}, failurePolicy {failure_policy:?}): {}", error.kind(), crate::error_chain(error))
             }
         };
-        writeln!(text, "{:>3}. {}  {did}", index + 1, outcome.policy)?;
-        if let PolicyResult::Mutated(ops) = &outcome.result {
-            for op in &admitted.patch[ops.clone()] {
-                writeln!(text, "       {}", describe_op(op))?;
+        writeln!(text, "{order:>3}. {}  {did}", policy.name)?;
+        match &outcome.result {
+            PolicyResult::Mutated(ops) => {
+                for op in &admitted.patch[ops.clone()] {
+                    writeln!(text, "       {}", describe_op(op))?;
+                }
             }
+            PolicyResult::Denied { .. } | PolicyResult::Failed { failure_policy: FailurePolicy::Fail, .. }
+                if endpoint == Endpoint::Mutate =>
+            {
+                stopped_at = Some(&policy.name);
+            }
+            _ => {}
         }
+    }
+    if order == 0 {
+        writeln!(text, "no {} policy matched", endpoint.as_str())?;
+    }
+    if !unmatched.is_empty() {
+        writeln!(text, "did not match: {}", unmatched.join(", "))?;
     }
     let response = &admitted.response;
     for warning in &response.warnings {
