@@ -50,6 +50,8 @@ pub fn build(dir: &Path) -> Result<Built, BuildError> {
     let language = Language::of(dir).ok_or_else(|| BuildError::NotAProject(dir.to_owned()))?;
     let name = project_name(dir, language)?;
     let output = dir.join(format!("{name}.wasm"));
+    // A component left by an earlier build must not pass for this one's.
+    let _ = std::fs::remove_file(&output);
     match language {
         Language::Rust => build_rust(dir, &name, &output)?,
         Language::Js => build_js(dir, &output)?,
@@ -127,12 +129,47 @@ fn rust_target_installed() -> bool {
     sysroot.join("lib/rustlib").join(RUST_TARGET).is_dir()
 }
 
+/// componentize-js (npm): the one `BERTH_COMPONENTIZE_JS` names, else the
+/// project's own (`npm install`), else one on PATH.
 fn build_js(dir: &Path, output: &Path) -> Result<(), BuildError> {
-    let _ = (dir, output);
-    Err(BuildError::Missing { tool: "componentize-js".into(), language: "js", install: "not wired yet" })
+    const INSTALL: &str = "run `npm install` in the project (Node.js 20 or newer), or set BERTH_COMPONENTIZE_JS";
+    let local = dir.join("node_modules/.bin/componentize-js");
+    let tool = tool("BERTH_COMPONENTIZE_JS", Some(local), "componentize-js");
+    let mut command = Command::new(&tool);
+    command.current_dir(dir).args(["policy.js", "--wit", "wit/policy.wit", "--world-name", "policy"]);
+    // berth links no HTTP and sends no fetch events: leave their support out.
+    command.args(["--disable", "http", "fetch-event", "--out"]).arg(file_name(output));
+    run(command, &tool.display().to_string(), Language::Js, INSTALL)?;
+    expect_output(output, "componentize-js")
 }
 
+/// componentize-py (PyPI): the one `BERTH_COMPONENTIZE_PY` names, else the
+/// project's venv's, else one on PATH.
 fn build_python(dir: &Path, output: &Path) -> Result<(), BuildError> {
-    let _ = (dir, output);
-    Err(BuildError::Missing { tool: "componentize-py".into(), language: "python", install: "not wired yet" })
+    const INSTALL: &str = "install it with `pip install componentize-py==0.25.1`, or set BERTH_COMPONENTIZE_PY";
+    let local = dir.join(".venv/bin/componentize-py");
+    let tool = tool("BERTH_COMPONENTIZE_PY", Some(local), "componentize-py");
+    let mut command = Command::new(&tool);
+    command.current_dir(dir).args(["-d", "wit/policy.wit", "-w", "policy", "componentize", "policy", "-o"]);
+    command.arg(file_name(output));
+    run(command, &tool.display().to_string(), Language::Python, INSTALL)?;
+    expect_output(output, "componentize-py")
+}
+
+/// The tool to run: named by `variable`, else the project's copy, else
+/// `name` on PATH.
+fn tool(variable: &str, local: Option<PathBuf>, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable).filter(|path| !path.is_empty()) {
+        return PathBuf::from(path);
+    }
+    local.filter(|path| path.is_file()).unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// The output's name, for a tool that runs in the project's directory.
+fn file_name(output: &Path) -> &std::ffi::OsStr {
+    output.file_name().unwrap_or(output.as_os_str())
+}
+
+fn expect_output(output: &Path, tool: &str) -> Result<(), BuildError> {
+    if output.is_file() { Ok(()) } else { Err(BuildError::NoOutput { tool: tool.into(), path: output.to_owned() }) }
 }
