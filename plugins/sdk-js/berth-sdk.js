@@ -302,8 +302,7 @@ function check(schema, value, field) {
     const known = Object.keys(schema);
     for (const name of Object.keys(value)) {
       if (!known.includes(name)) {
-        const expected = known.map((k) => `\`${k}\``).join(', ');
-        throw new SettingsError(field, `unknown field \`${name}\`, expected ${known.length ? `one of ${expected}` : 'none'}`);
+        throw new SettingsError(at(name), `unknown field \`${name}\`, ${expectedFields(known)}`);
       }
     }
     const out = {};
@@ -328,6 +327,15 @@ function check(schema, value, field) {
   if (ok === undefined) throw new Error(`settings schema: unknown type ${JSON.stringify(schema)} at ${field}`);
   if (!ok) throw new SettingsError(field, `invalid type: ${typeName(value)}, expected ${article(schema)}`);
   return value;
+}
+
+// As serde words it, so every language reads alike.
+function expectedFields(known) {
+  const quoted = known.map((k) => `\`${k}\``);
+  if (quoted.length === 0) return 'there are no fields';
+  if (quoted.length === 1) return `expected ${quoted[0]}`;
+  if (quoted.length === 2) return `expected ${quoted[0]} or ${quoted[1]}`;
+  return `expected one of ${quoted.join(', ')}`;
 }
 
 function typeName(value) {

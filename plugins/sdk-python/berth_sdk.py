@@ -358,6 +358,18 @@ def _type_name(value: Any) -> str:
     return "an object"
 
 
+def _expected_fields(known: list) -> str:
+    """As serde words it, so every language reads alike."""
+    quoted = [f"`{k}`" for k in known]
+    if not quoted:
+        return "there are no fields"
+    if len(quoted) == 1:
+        return f"expected {quoted[0]}"
+    if len(quoted) == 2:
+        return f"expected {quoted[0]} or {quoted[1]}"
+    return "expected one of " + ", ".join(quoted)
+
+
 def _convert(tp: Any, value: Any, field: str) -> Any:
     """``value`` (parsed JSON) as type ``tp``, or a SettingsError naming
     ``field``."""
@@ -389,8 +401,7 @@ def _convert(tp: Any, value: Any, field: str) -> Any:
         known = [f.name for f in dataclasses.fields(tp) if f.init]
         for name in value:
             if name not in known:
-                expected = ", ".join(f"`{k}`" for k in known)
-                raise SettingsError(field, f"unknown field `{name}`, expected one of {expected}")
+                raise SettingsError(f"{field}.{name}" if field else name, f"unknown field `{name}`, {_expected_fields(known)}")
         kwargs = {}
         for f in dataclasses.fields(tp):
             if not f.init:
