@@ -28,6 +28,22 @@ fn berth_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     // One target directory for every Rust scaffold the suites build, so
     // that their dependencies compile once.
     command.env("CARGO_TARGET_DIR", repo().join("target/scaffolds"));
+    // The toolchains `.ci/install-tools` puts in the checkout, unless the
+    // environment names others (`.ci/run` does, to the same ones).
+    for (variable, path) in [
+        ("BERTH_COMPONENTIZE_JS", ".ci/node/node_modules/.bin/componentize-js"),
+        ("BERTH_COMPONENTIZE_PY", ".ci/venv/bin/componentize-py"),
+    ] {
+        if std::env::var_os(variable).is_none() && repo().join(path).is_file() {
+            command.env(variable, repo().join(path));
+        }
+    }
+    let node = repo().join(".ci/node/bin");
+    if node.is_dir() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let paths = std::iter::once(node).chain(std::env::split_paths(&path));
+        command.env("PATH", std::env::join_paths(paths).expect("PATH"));
+    }
     let output = command.output().expect("berth runs");
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     (output.status.success(), text(&output.stdout), text(&output.stderr))
@@ -51,7 +67,8 @@ fn built(language: &'static str) -> Result<&'static (PathBuf, String), String> {
             }
             let (ok, out, err) = berth_in(root, &["plugin", "build", &name]);
             if !ok {
-                return Err(format!("berth plugin build {name}:\n{out}\n{err}"));
+                let hint = "the suite uses the toolchains `bash .ci/install-tools` installs";
+                return Err(format!("berth plugin build {name} ({hint}):\n{out}\n{err}"));
             }
             Ok((root.join(&name), out))
         })

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The language table of plugins/README.md: the sample policy scaffolded
+# and built in Rust, JavaScript and Python, then, for each:
+#   - the component's size;
+#   - cold compile: `berth eval` of the bookie's review with no artifact
+#     cache (wasmtime compiles the component), wall time and peak RSS;
+#   - start with the artifact cache: the same `berth eval` once the cache
+#     holds the compiled component;
+#   - a warm call and a fresh-instance call on the bookie (criterion,
+#     benches/languages.rs); instantiating costs their difference.
+# Needs what .ci/install-tools installs (BERTH_COMPONENTIZE_JS/PY as .ci/run
+# exports them). Run from the repository root:
+#   bash plugins/examples/measure.sh
+set -euo pipefail
+root=$PWD
+export BERTH_COMPONENTIZE_JS=${BERTH_COMPONENTIZE_JS:-$root/.ci/node/node_modules/.bin/componentize-js}
+export BERTH_COMPONENTIZE_PY=${BERTH_COMPONENTIZE_PY:-$root/.ci/venv/bin/componentize-py}
+[ -d .ci/node/bin ] && export PATH="$root/.ci/node/bin:$PATH"
+cargo build --release -p berth --quiet
+berth=$root/target/release/berth
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bookie=$root/tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json
+projects=()
+printf '| language | component | build | cold compile (wall, peak RSS) | start with cache |\n|---|---|---|---|---|\n'
+for lang in rust js python; do
+  (cd "$work" && "$berth" plugin new "demo-$lang" --lang "$lang" >/dev/null)
+  dir=$work/demo-$lang
+  start=$(date +%s.%N)
+  (cd "$work" && "$berth" plugin build --cache-dir "$work/cache-$lang" "demo-$lang" >/dev/null 2>"$work/build-$lang.log")
+  build=$(echo "$(date +%s.%N) - $start" | bc)
+  size=$(stat -c %s "$dir/demo-$lang.wasm")
+  /usr/bin/time -f '%e %M' -o "$work/cold" "$berth" eval --no-cache --config "$dir/berth.yaml" "$bookie" >/dev/null
+  read -r cold_s cold_kib <"$work/cold"
+  /usr/bin/time -f '%e' -o "$work/warm" "$berth" eval --cache-dir "$work/cache-$lang" --config "$dir/berth.yaml" "$bookie" >/dev/null
+  cached_s=$(cat "$work/warm")
+  printf '| %s | %.1f MB | %.1f s | %.2f s, %d MiB | %.2f s |\n' "$lang" "$(echo "$size / 1000000" | bc -l)" "$build" "$cold_s" "$((cold_kib / 1024))" "$cached_s"
+  projects+=("$lang=$dir/berth.yaml")
+done
+echo
+echo "Calls on the bookie (criterion: median of the estimate, one thread):"
+BERTH_BENCH_PROJECTS=$(IFS=,; echo "${projects[*]}") \
+  cargo bench -p berth --bench languages --quiet -- --noplot 2>&1 | grep -E '^language/|time:' | paste - - | awk '{print $1, $5, $6}'
