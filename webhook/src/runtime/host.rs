@@ -78,8 +78,10 @@ impl HostMonotonicClock for FixedClock {
     fn resolution(&self) -> u64 {
         1_000_000_000
     }
+    /// One second, not zero: Go's runtime refuses to start on a monotonic
+    /// clock that reads zero (`nanotime returning zero`).
     fn now(&self) -> u64 {
-        0
+        1_000_000_000
     }
 }
 

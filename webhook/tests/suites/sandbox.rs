@@ -160,11 +160,12 @@ fn fixed_reports(settings: Value) -> Value {
 fn clocks_are_fixed_at_the_epoch_and_stand_still() {
     let report = fixed_reports(json!({"probes": ["clock"]}));
     let clock = &report["clock"];
-    // Host time is decades past the epoch; the plugin's clock reads 0, and
-    // time passing (a busy loop, a sleep) does not move it.
+    // Host time is decades past the epoch; the plugin's wall clock reads 0,
+    // its monotonic clock one second (not zero, which Go's runtime refuses),
+    // and time passing (a busy loop, a sleep) moves neither.
     assert_eq!(clock["wall_ns"], json!(["0", "0"]), "{report}");
     assert_eq!(clock["raw_wall"], json!([[0, 0], [0, 0]]), "{report}");
-    assert_eq!(clock["raw_monotonic"], json!([0, 0]), "{report}");
+    assert_eq!(clock["raw_monotonic"], json!([1_000_000_000u64, 1_000_000_000u64]), "{report}");
     assert_eq!(clock["instant_elapsed_ns"], 0, "{report}");
 }
 

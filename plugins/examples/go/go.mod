@@ -1,0 +1,3 @@
+module sample-policy
+
+go 1.27
