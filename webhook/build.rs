@@ -77,7 +77,7 @@ fn main() {
 /// start a project anywhere: `(set, path in the set, bytes)`, where a set is
 /// a folder under plugins/ (`examples/rust`, `sdk/src`, `wit`, ...).
 fn embed_templates(plugins: &Path, out_dir: &Path) {
-    const SETS: [&str; 9] = [
+    const SETS: [&str; 10] = [
         "examples/common",
         "examples/rust",
         "examples/js",
@@ -86,6 +86,7 @@ fn embed_templates(plugins: &Path, out_dir: &Path) {
         "sdk/src",
         "sdk-js",
         "sdk-python",
+        "sdk-go",
         "wit",
     ];
     let mut table = String::from("pub static FILES: &[(&str, &str, &[u8])] = &[\n");

@@ -1,12 +1,12 @@
 //! Policy authors: `berth plugin new`, `berth plugin build` and `berth test`
 //! run as an author runs them, from a directory outside this repository,
-//! in every language; the three builds of the sample policy agree; the
+//! in every language; the four builds of the sample policy agree; the
 //! default policy passes its own test file, and a wrong expectation fails
 //! it, saying where.
 //!
-//! The JavaScript and Python toolchains are found as `.ci/install-tools`
-//! installs them (`.ci/run` puts them on PATH); without them those tests
-//! fail, saying so.
+//! The JavaScript, Python and Go toolchains are found where
+//! `.ci/install-tools` installs them (or where `.ci/run`'s variables say);
+//! without them those tests fail, saying so.
 
 use berth_e2e::fixtures;
 use berth_e2e::server::{Server, binary, cache_dir};
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const LANGUAGES: [&str; 3] = ["rust", "js", "python"];
+const LANGUAGES: [&str; 4] = ["rust", "js", "python", "go"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("the repository")
@@ -28,13 +28,17 @@ fn berth_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     // One target directory for every Rust scaffold the suites build, so
     // that their dependencies compile once.
     command.env("CARGO_TARGET_DIR", repo().join("target/scaffolds"));
+    // Go's build cache too stays in the checkout.
+    command.env("GOCACHE", repo().join("target/go-build"));
     // The toolchains `.ci/install-tools` puts in the checkout, unless the
     // environment names others (`.ci/run` does, to the same ones).
     for (variable, path) in [
         ("BERTH_COMPONENTIZE_JS", ".ci/node/node_modules/.bin/componentize-js"),
         ("BERTH_COMPONENTIZE_PY", ".ci/venv/bin/componentize-py"),
+        ("BERTH_GO", ".ci/venv/bin/go"),
+        ("BERTH_JCO", ".ci/node/node_modules/@bytecodealliance/jco"),
     ] {
-        if std::env::var_os(variable).is_none() && repo().join(path).is_file() {
+        if std::env::var_os(variable).is_none() && repo().join(path).exists() {
             command.env(variable, repo().join(path));
         }
     }
@@ -53,8 +57,8 @@ fn berth_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
 /// its directory and what `berth plugin build` printed, or why it failed.
 fn built(language: &'static str) -> Result<&'static (PathBuf, String), String> {
     static PROJECTS: OnceLock<tempfile::TempDir> = OnceLock::new();
-    static BUILT: [OnceLock<Result<(PathBuf, String), String>>; 3] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static BUILT: [OnceLock<Result<(PathBuf, String), String>>; LANGUAGES.len()] =
+        [const { OnceLock::new() }; LANGUAGES.len()];
     let root = PROJECTS.get_or_init(|| tempfile::tempdir().expect("a temporary directory")).path();
     assert!(!root.starts_with(repo()), "the projects are outside the repository");
     let index = LANGUAGES.iter().position(|l| *l == language).expect("a language");
@@ -108,6 +112,11 @@ fn a_python_plugin_is_scaffolded_built_and_tested_outside_the_repository() {
     scaffold_builds_and_passes_its_tests("python");
 }
 
+#[test]
+fn a_go_plugin_is_scaffolded_built_and_tested_outside_the_repository() {
+    scaffold_builds_and_passes_its_tests("go");
+}
+
 /// Every review under tests/fixtures, and variants of each Pod's that the
 /// sample policy must deny or warn about: an image tagged `:latest`, an
 /// init container's image with neither tag nor digest, the label already
@@ -139,6 +148,25 @@ fn agreement_reviews(dir: &Path) -> Vec<PathBuf> {
         let mut relabelled = review.clone();
         relabelled["request"]["object"]["metadata"]["labels"]["example.com/checked"] = json!("no");
         variants.push(("relabelled", relabelled));
+        let mut unlabelled = review.clone();
+        unlabelled["request"]["object"]["metadata"]["labels"] = Value::Null;
+        variants.push(("unlabelled", unlabelled));
+        // kubectl debug: an UPDATE of pods/ephemeralcontainers that brings
+        // an untagged image, and one that brings a tagged one.
+        for (what, image) in [("debug-untagged", "busybox"), ("debug-tagged", "busybox:1.36")] {
+            let mut debug = review.clone();
+            let request = &mut debug["request"];
+            request["operation"] = json!("UPDATE");
+            request["subResource"] = json!("ephemeralcontainers");
+            request["oldObject"] = request["object"].clone();
+            request["object"]["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": image}]);
+            variants.push((what, debug));
+        }
+        // An UPDATE without its oldObject: a policy error in every language.
+        let mut orphan = review.clone();
+        orphan["request"]["operation"] = json!("UPDATE");
+        orphan["request"]["oldObject"] = Value::Null;
+        variants.push(("no-old-object", orphan));
         for (what, variant) in variants {
             let path = dir.join(format!("{}-{stem}-{what}.json", set.to_string_lossy()));
             std::fs::write(&path, variant.to_string()).expect("writing a review");
@@ -180,7 +208,7 @@ fn answers(language: &'static str, reviews: &[PathBuf]) -> Vec<Value> {
 }
 
 #[test]
-fn the_sample_policy_in_rust_javascript_and_python_agrees_on_every_fixture() {
+fn the_sample_policy_in_rust_javascript_python_and_go_agrees_on_every_fixture() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let reviews = agreement_reviews(dir.path());
     let rust = answers("rust", &reviews);
@@ -190,8 +218,12 @@ fn the_sample_policy_in_rust_javascript_and_python_agrees_on_every_fixture() {
     let patched = rust.iter().filter(|a| !a["patch"].is_null()).count();
     let warned = rust.iter().filter(|a| a["warnings"].as_array().is_some_and(|w| !w.is_empty())).count();
     let unchanged = rust.iter().filter(|a| a["allowed"] == true && a["patch"].is_null()).count();
-    assert!(denied > 0 && patched > 0 && warned > 0 && unchanged > 0, "{denied} {patched} {warned} {unchanged}");
-    for language in ["js", "python"] {
+    let failed = rust.iter().filter(|a| a["status"]["code"] == 500).count();
+    assert!(
+        denied > 0 && patched > 0 && warned > 0 && unchanged > 0 && failed > 0,
+        "{denied} {patched} {warned} {unchanged} {failed}"
+    );
+    for language in ["js", "python", "go"] {
         let theirs = answers(language, &reviews);
         assert_eq!(theirs.len(), reviews.len(), "{language}");
         for ((review, ours), theirs) in reviews.iter().zip(&rust).zip(&theirs) {

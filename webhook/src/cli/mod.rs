@@ -29,7 +29,7 @@ enum Command {
     /// Run policies against AdmissionReview files, offline, exactly as the
     /// server would.
     Eval(eval::EvalArgs),
-    /// Start, build and pin a policy plugin in Rust, JavaScript or Python.
+    /// Start, build and pin a policy plugin in Rust, JavaScript, Python or Go.
     Plugin(plugin::PluginArgs),
     /// Run declarative policy tests (`*.test.yaml`): reviews or objects,
     /// and what berth must answer, through the server's own path.

@@ -1,4 +1,4 @@
-//! `berth plugin`: start a plugin project in Rust, JavaScript or Python,
+//! `berth plugin`: start a plugin project in Rust, JavaScript, Python or Go,
 //! build it into a component, and print the contract.
 
 use super::RuntimeArgs;

