@@ -67,15 +67,15 @@ fn tool(env: &str, installed: &str, name: &str) -> PathBuf {
         })
 }
 
-fn helm() -> PathBuf {
+pub(crate) fn helm() -> PathBuf {
     tool("BERTH_HELM", ".ci/bin/helm", "helm")
 }
 
-fn kubernetes_validate() -> PathBuf {
+pub(crate) fn kubernetes_validate() -> PathBuf {
     tool("BERTH_KUBERNETES_VALIDATE", ".ci/venv/bin/kubernetes-validate", "kubernetes-validate")
 }
 
-fn run(command: &mut Command) -> (bool, String, String) {
+pub(crate) fn run(command: &mut Command) -> (bool, String, String) {
     let output = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{command:?} runs: {e}"));
     (
         output.status.success(),
@@ -85,7 +85,7 @@ fn run(command: &mut Command) -> (bool, String, String) {
 }
 
 /// `helm template` of the chart in NAMESPACE: the text, or helm's error.
-fn template(args: &[&str]) -> Result<String, String> {
+pub(crate) fn template(args: &[&str]) -> Result<String, String> {
     template_in(NAMESPACE, args)
 }
 
@@ -96,12 +96,12 @@ fn template_in(namespace: &str, args: &[&str]) -> Result<String, String> {
 }
 
 /// The rendered objects, parsed.
-struct Rendered {
-    text: String,
-    objects: Vec<Value>,
+pub(crate) struct Rendered {
+    pub(crate) text: String,
+    pub(crate) objects: Vec<Value>,
 }
 
-fn render(args: &[&str]) -> Rendered {
+pub(crate) fn render(args: &[&str]) -> Rendered {
     let text = template(args).unwrap_or_else(|e| panic!("helm template {args:?} failed: {e}"));
     Rendered { objects: parse_documents(&text), text }
 }
@@ -122,14 +122,14 @@ impl Rendered {
         self.objects.iter().filter(|o| o["kind"] == kind).collect()
     }
 
-    fn get(&self, kind: &str) -> &Value {
+    pub(crate) fn get(&self, kind: &str) -> &Value {
         match self.all(kind).as_slice() {
             [one] => one,
             other => panic!("expected one {kind}, rendered {}", other.len()),
         }
     }
 
-    fn typed<T: serde::de::DeserializeOwned>(&self, kind: &str) -> T {
+    pub(crate) fn typed<T: serde::de::DeserializeOwned>(&self, kind: &str) -> T {
         serde_yaml::from_value(self.get(kind).clone()).unwrap_or_else(|e| panic!("{kind}: {e}"))
     }
 
@@ -148,7 +148,7 @@ impl Rendered {
     }
 
     /// `berth.yaml` from the ConfigMap.
-    fn berth_yaml(&self) -> String {
+    pub(crate) fn berth_yaml(&self) -> String {
         let map: ConfigMap = self.typed("ConfigMap");
         map.data.and_then(|d| d.get("berth.yaml").cloned()).expect("berth.yaml in the ConfigMap")
     }
@@ -161,7 +161,7 @@ fn str_of(value: &Value) -> &str {
 /// Validate every object with kubernetes-validate --strict, against the
 /// oldest Kubernetes the chart supports and the newest the validator knows;
 /// every object must pass, and only CRD objects may lack a schema.
-fn validate(rendered: &Rendered) {
+pub(crate) fn validate(rendered: &Rendered) {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered.text).expect("write");
@@ -181,7 +181,7 @@ fn validate(rendered: &Rendered) {
 
 /// Deserialize every object as its k8s-openapi type (the CRDs' as the
 /// fields berth relies on), so nothing is left unchecked.
-fn deserialize_all(rendered: &Rendered) {
+pub(crate) fn deserialize_all(rendered: &Rendered) {
     fn as_type<T: serde::de::DeserializeOwned>(object: &Value) {
         serde_yaml::from_value::<T>(object.clone()).unwrap_or_else(|e| panic!("{}: {e}", str_of(&object["kind"])));
     }
