@@ -335,13 +335,14 @@ fn a_replicas_records_outlive_its_process_and_every_replica_is_read_merged_by_ti
     assert_eq!(uids_of(&read_lines(&log("berth-1")).0), ["r1-first", "r1-second"]);
 
     // The auditor's command (deploy/README.md): each pod's records as JSON
-    // lines (`kubectl exec berth-N -- berth audit --log /var/log/berth
-    // --output json > audit/berth-N.log`), then one `berth audit` over them.
+    // lines (`kubectl exec berth-N -- berth audit --log
+    // /var/log/berth/audit.log --output json > audit/berth-N.log`), then one
+    // `berth audit` over them.
     let collected = dir.path().join("audit");
     std::fs::create_dir_all(&collected).expect("dir");
     for replica in ["berth-0", "berth-1"] {
-        let volume = volumes.join(replica).display().to_string();
-        let (status, stdout, stderr) = Server::cli(&["audit", "--log", &volume, "--output", "json"]);
+        let active = log(replica).display().to_string();
+        let (status, stdout, stderr) = Server::cli(&["audit", "--log", &active, "--output", "json"]);
         assert!(status.success(), "{stderr}");
         std::fs::write(collected.join(format!("{replica}.log")), stdout).expect("write");
     }
