@@ -133,15 +133,15 @@ impl Rendered {
         serde_yaml::from_value(self.get(kind).clone()).unwrap_or_else(|e| panic!("{kind}: {e}"))
     }
 
-    fn workload(&self) -> StatefulSet {
+    pub(crate) fn workload(&self) -> StatefulSet {
         self.typed("StatefulSet")
     }
 
-    fn pod_spec(&self) -> PodSpec {
+    pub(crate) fn pod_spec(&self) -> PodSpec {
         self.workload().spec.template.spec.expect("the StatefulSet's pod spec")
     }
 
-    fn container(&self) -> Container {
+    pub(crate) fn container(&self) -> Container {
         let spec = self.pod_spec();
         assert_eq!(spec.containers.len(), 1, "one container");
         spec.containers.into_iter().next().expect("container")
@@ -162,11 +162,17 @@ fn str_of(value: &Value) -> &str {
 /// oldest Kubernetes the chart supports and the newest the validator knows;
 /// every object must pass, and only CRD objects may lack a schema.
 pub(crate) fn validate(rendered: &Rendered) {
+    validate_for(rendered, ["1.30.0", "1.37.0"]);
+}
+
+/// `validate` against these two Kubernetes versions (a field newer than
+/// 1.30, such as an image volume, is checked from the version that has it).
+pub(crate) fn validate_for(rendered: &Rendered, [oldest, newest]: [&str; 2]) {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered.text).expect("write");
     let (ok, stdout, stderr) = run(Command::new(kubernetes_validate())
-        .args(["--strict", "--kubernetes-version", "1.30.0", "--kubernetes-version", "1.37.0"])
+        .args(["--strict", "--kubernetes-version", oldest, "--kubernetes-version", newest])
         .arg(&file));
     assert!(ok, "kubernetes-validate --strict refused the chart:\n{stdout}{stderr}");
     let passed = stdout.lines().filter(|l| l.starts_with("INFO") && l.contains(" passed for resource ")).count();

@@ -14,6 +14,7 @@ mod lifecycle;
 mod load;
 mod namespaces;
 mod pinned;
+mod plugin_images;
 mod releases;
 mod server;
 mod soak;

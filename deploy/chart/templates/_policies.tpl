@@ -67,6 +67,9 @@ default values the result equals the file (tests/suites/deploy.rs checks it).
 {{- $all = concat $all $.Values.policies.extra -}}
 {{- range $all }}
 {{- include "berth.checkNamespaceAccess" (list $ .) }}
+{{- if and (hasPrefix (printf "%s/" (include "berth.pluginsDir" $)) (toString .plugin)) (not .sha256) }}
+{{- fail (printf "policy %s: plugin %s comes from a plugin image and has no sha256 pin: add the sha256 that berth plugin build printed" .name .plugin) }}
+{{- end }}
 {{- $policy := . }}
 {{- $first := true }}
 {{- /* docs/CONFIG.md's order, for people reading the ConfigMap; any other field after. */}}
