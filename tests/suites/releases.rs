@@ -21,6 +21,7 @@ use berth::review::Review;
 use berth::runtime::{ArtifactCache, Runtime, RuntimeOptions};
 use berth_e2e::admission::{Answer, check, with_object};
 use berth_e2e::fixtures;
+use berth_e2e::server::Server;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -93,7 +94,7 @@ fn digest_only(value: &mut Value, image: &str) {
 struct Unknown {
     reviews: Vec<(String, Value)>,
     cluster: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn unknown_labels(set: &str, digest_image: &str) -> Unknown {
@@ -125,7 +126,7 @@ fn unknown_labels(set: &str, digest_image: &str) -> Unknown {
     let text = serde_json::to_string(&reviews.iter().map(|(_, r)| r).collect::<Vec<_>>()).expect("JSON");
     assert!(!text.contains(digest_image), "{set}: {digest_image} is digest-only everywhere");
     assert!(text.contains(&format!("@{DIGEST}")), "{set}: the digest-only image is used");
-    Unknown { reviews, cluster, _dir: dir }
+    Unknown { reviews, cluster, dir }
 }
 
 fn load(config: Option<&str>, cluster: &Path) -> PolicySet {
@@ -244,6 +245,30 @@ fn a_kafka_release_with_unknown_labels_is_kafkas_with_one_value() {
     // (the brokers' by their release label, ZooKeeper's by `release`,
     // both from the StatefulSets' selectors).
     assert_eq!(assert_release_is_covered(&unknown, &rendered, "kafka"), (5, 4));
+
+    // And through the CLI itself: berth eval --config (the render)
+    // --context (the release's cluster) --apply, on a ZooKeeper pod with a
+    // digest-only image and on a broker's claim.
+    let config = unknown.dir.path().join("berth.yaml");
+    std::fs::write(&config, &rendered).expect("write");
+    for (file, pointer, expected) in [
+        ("002-pod-kafka-zookeeper-0.json", "/spec/nodeSelector/node-role.kubernetes.io~1kafka", "kafka"),
+        ("005-pvc-datadir-kafka-0.json", "/spec/storageClassName", "local-storage"),
+    ] {
+        let review = &unknown.reviews.iter().find(|(name, _)| name == file).expect(file).1;
+        let path = unknown.dir.path().join(file);
+        std::fs::write(&path, review.to_string()).expect("write");
+        let (config, context, path) =
+            (config.display().to_string(), unknown.cluster.display().to_string(), path.display().to_string());
+        let (status, stdout, stderr) =
+            Server::cli(&["eval", "--config", &config, "--context", &context, "--apply", &path]);
+        assert!(status.success(), "{file}: {stderr}");
+        let object: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{file}: {e}: {stdout}"));
+        assert_eq!(object.pointer(pointer), Some(&json!(expected)), "{file}: {object}");
+        let (_, stdout, _) = Server::cli(&["eval", "--context", &context, "--apply", &path]);
+        let untouched: Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(&untouched, &review["request"]["object"], "{file}: the default alone leaves it");
+    }
 }
 
 #[test]
