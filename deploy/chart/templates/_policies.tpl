@@ -123,7 +123,9 @@ for an app that is not enabled, is refused here, naming it.
 {{- if not (regexMatch "^[^/]+/[^/]+$" .) -}}
 {{- fail (printf "policies.%s.helmReleases: %q is not NAMESPACE/NAME" $app .) -}}
 {{- end -}}
-{{- if hasKey $seen . -}}
+{{- if and (hasKey $seen .) (eq (index $seen .) $app) -}}
+{{- fail (printf "helm release %s is listed twice under policies.%s.helmReleases" . $app) -}}
+{{- else if hasKey $seen . -}}
 {{- fail (printf "helm release %s is listed under policies.%s.helmReleases and policies.%s.helmReleases: one release is one application's; keep it under one" . (index $seen .) $app) -}}
 {{- end -}}
 {{- $_ := set $seen . $app -}}
