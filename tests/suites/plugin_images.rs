@@ -6,13 +6,14 @@
 //! kubernetes-validate (strict) and k8s-openapi, and the rendered berth.yaml
 //! loaded with the plugin file where the pod would see it.
 
-use crate::deploy::{Rendered, deserialize_all, render, template, validate, validate_for};
+use crate::deploy::{Rendered, deserialize_all, helm, render, run, template, validate, validate_for};
 use berth::cluster::Cluster;
 use berth::config::{Config, Source};
 use berth::policy::{PolicySet, require_pinned};
 use berth::runtime::{ArtifactCache, Runtime, RuntimeOptions};
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A real component: the bundled tolerations plugin, as a file.
 fn component() -> &'static [u8] {
@@ -52,7 +53,11 @@ fn a_plugin_from_an_image_renders_validates_and_loads_with_its_pin_in_both_modes
     let dir = tempfile::tempdir().expect("tmp");
     let pin = hex::encode(sha2::Sha256::digest(component()));
     for mode in ["volume", "initContainer"] {
-        let rendered = render(&["-f", &values(dir.path(), mode, &pin).display().to_string()]);
+        let file = values(dir.path(), mode, &pin).display().to_string();
+        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/chart");
+        let (ok, stdout, stderr) = run(Command::new(helm()).args(["lint", "--strict"]).arg(&chart).args(["-f", &file]));
+        assert!(ok && stdout.contains("0 chart(s) failed"), "helm lint --strict ({mode}):\n{stdout}{stderr}");
+        let rendered = render(&["-f", &file]);
         // An image volume is a field of Kubernetes 1.31+ (the chart fails
         // below that); an init container works from 1.30.
         if mode == "volume" {
