@@ -89,7 +89,8 @@ impl PolicySet {
     /// policies are compiled once. A policy that needs what `cluster` cannot
     /// tell is refused (a namespaceSelector can always select by name).
     pub fn load(runtime: &Runtime, sources: &[Source], cluster: Cluster) -> Result<Self, PolicySetError> {
-        let sources = &crate::config::with_app_releases(sources)?;
+        let folded = crate::config::with_app_releases(sources)?;
+        let sources = &*folded;
         let provides = cluster.provides();
         let mut names = HashSet::new();
         let mut plugins: HashMap<(String, std::path::PathBuf), Arc<Plugin>> = HashMap::new();

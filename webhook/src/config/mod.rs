@@ -9,6 +9,7 @@ pub use audit::AuditSpec;
 
 use crate::review::Operation;
 use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -223,7 +224,7 @@ impl MatchSpec {
 /// `--config pulsar.yaml --config kafka.yaml --config releases.yaml`), so
 /// the policy files stay as they are. A release under two apps, or an app
 /// no policy has, is an error.
-pub fn with_app_releases(sources: &[Source]) -> Result<Vec<Source>, ConfigError> {
+pub fn with_app_releases(sources: &[Source]) -> Result<Cow<'_, [Source]>, ConfigError> {
     let mut apps: BTreeMap<&str, Vec<HelmRelease>> = BTreeMap::new();
     let mut owner: BTreeMap<&HelmRelease, &str> = BTreeMap::new();
     for source in sources {
@@ -247,7 +248,7 @@ pub fn with_app_releases(sources: &[Source]) -> Result<Vec<Source>, ConfigError>
         }
     }
     if apps.is_empty() {
-        return Ok(sources.to_vec());
+        return Ok(Cow::Borrowed(sources));
     }
     let has_app = |app: &str| sources.iter().flat_map(|s| &s.config.policies).any(|p| p.app.as_deref() == Some(app));
     for source in sources {
@@ -261,7 +262,7 @@ pub fn with_app_releases(sources: &[Source]) -> Result<Vec<Source>, ConfigError>
             policy.matcher = policy.matcher.or_releases(releases);
         }
     }
-    Ok(folded)
+    Ok(Cow::Owned(folded))
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<HelmRelease>, D::Error> {
@@ -504,7 +505,8 @@ mod tests {
             "policies.yaml",
         );
         let releases = source("helmReleases: {kafka: [streaming/confluent, default/kafka]}\n", "releases.yaml");
-        let folded = with_app_releases(&[policies.clone(), releases]).unwrap();
+        let both = [policies.clone(), releases];
+        let folded = with_app_releases(&both).unwrap();
         let m = |i: usize| &folded[0].config.policies[i].matcher;
         let confluent = vec!["streaming/confluent".parse().unwrap(), "default/kafka".parse().unwrap()];
         // An anyOf gains the releases as one more alternative.
