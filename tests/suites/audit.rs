@@ -294,3 +294,66 @@ fn summary_of_the_default_policy_over_every_chart() {
     assert!(status.success(), "{stderr}");
     assert_eq!(before, stdout);
 }
+
+/// The chart's StatefulSet gives each replica its own volume, which outlives
+/// the pod (deploy/README.md): a replica replaced by a new berth process on
+/// the same volume keeps the records of the one before, and an auditor
+/// reads every replica's records in one `berth audit`, merged by time,
+/// from what `kubectl exec POD -- berth audit --output json` prints for
+/// each pod (or from the volumes themselves).
+#[test]
+fn a_replicas_records_outlive_its_process_and_every_replica_is_read_merged_by_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(&config, denying_config("")).expect("config");
+    let volumes = dir.path().join("volumes");
+    let log = |replica: &str| volumes.join(replica).join("audit.log");
+    // One process at a time, the replicas taking turns, so that the
+    // records' times interleave across the two volumes.
+    let turns = [("berth-0", "r0-first"), ("berth-1", "r1-first"), ("berth-0", "r0-second"), ("berth-1", "r1-second")];
+    for (replica, uid) in turns {
+        let mut server =
+            Server::builder().config(&config).arg("--audit-log").arg(log(replica).display().to_string()).spawn();
+        runtime().block_on(async {
+            let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+            let (status, answer) = client.post("/validate", bookie_with_uid(uid)).await.expect("validate");
+            assert_eq!(status, StatusCode::OK);
+            let review: Value = serde_json::from_str(&bookie_with_uid(uid)).expect("review");
+            assert!(!check(&review, &answer).allowed(), "{uid}: denied");
+        });
+        // A rollout: SIGTERM, and the next process on the same volume.
+        server.signal("TERM");
+        assert!(server.wait(Duration::from_secs(30)).success(), "{replica}: exit 0 on SIGTERM");
+    }
+    let uids_of = |records: &[Value]| -> Vec<String> {
+        records.iter().map(|r| r["uid"].as_str().expect("uid").to_owned()).collect()
+    };
+    // The first process's record survived its replacement, before the second's.
+    let (records, torn) = read_lines(&log("berth-0"));
+    assert!(torn.is_empty(), "{torn:?}");
+    assert_eq!(uids_of(&records), ["r0-first", "r0-second"]);
+    assert_eq!(uids_of(&read_lines(&log("berth-1")).0), ["r1-first", "r1-second"]);
+
+    // The auditor's command (deploy/README.md): each pod's records as JSON
+    // lines (`kubectl exec berth-N -- berth audit --log
+    // /var/log/berth/audit.log --output json > audit/berth-N.log`), then one
+    // `berth audit` over them.
+    let collected = dir.path().join("audit");
+    std::fs::create_dir_all(&collected).expect("dir");
+    for replica in ["berth-0", "berth-1"] {
+        let active = log(replica).display().to_string();
+        let (status, stdout, stderr) = Server::cli(&["audit", "--log", &active, "--output", "json"]);
+        assert!(status.success(), "{stderr}");
+        std::fs::write(collected.join(format!("{replica}.log")), stdout).expect("write");
+    }
+    let expected = ["r0-first", "r1-first", "r0-second", "r1-second"];
+    for logs in [&collected, &volumes] {
+        let (status, stdout, stderr) =
+            Server::cli(&["audit", "--log", &logs.display().to_string(), "--output", "json"]);
+        assert!(status.success(), "{stderr}");
+        let records: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("a record")).collect();
+        assert_eq!(uids_of(&records), expected, "{}: every replica's records, merged by time", logs.display());
+        let times: Vec<&str> = records.iter().map(|r| r["time"].as_str().expect("time")).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    }
+}

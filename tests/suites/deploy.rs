@@ -2,7 +2,7 @@
 //! `helm template`, every object validated against the Kubernetes OpenAPI
 //! schemas (kubernetes-validate, strict) and deserialized as its
 //! k8s-openapi type, the ConfigMap's policies equal to the embedded ones,
-//! `deploy/manifests/` up to date, and the Deployment as rendered started:
+//! `deploy/manifests/` up to date, and the StatefulSet as rendered started:
 //! its arguments, mounts and `berth.yaml`, a read-only root, the `berth
 //! certs` output, a stand-in Kubernetes API (what berth reads of it is
 //! exactly what the ClusterRole grants), and the `helm test` hook's own
@@ -20,7 +20,7 @@ use berth_e2e::kube::FakeKubeApi;
 use berth_e2e::server::{Server, binary, cache_dir};
 use hyper::StatusCode;
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -67,15 +67,15 @@ fn tool(env: &str, installed: &str, name: &str) -> PathBuf {
         })
 }
 
-fn helm() -> PathBuf {
+pub(crate) fn helm() -> PathBuf {
     tool("BERTH_HELM", ".ci/bin/helm", "helm")
 }
 
-fn kubernetes_validate() -> PathBuf {
+pub(crate) fn kubernetes_validate() -> PathBuf {
     tool("BERTH_KUBERNETES_VALIDATE", ".ci/venv/bin/kubernetes-validate", "kubernetes-validate")
 }
 
-fn run(command: &mut Command) -> (bool, String, String) {
+pub(crate) fn run(command: &mut Command) -> (bool, String, String) {
     let output = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{command:?} runs: {e}"));
     (
         output.status.success(),
@@ -85,7 +85,7 @@ fn run(command: &mut Command) -> (bool, String, String) {
 }
 
 /// `helm template` of the chart in NAMESPACE: the text, or helm's error.
-fn template(args: &[&str]) -> Result<String, String> {
+pub(crate) fn template(args: &[&str]) -> Result<String, String> {
     template_in(NAMESPACE, args)
 }
 
@@ -96,12 +96,12 @@ fn template_in(namespace: &str, args: &[&str]) -> Result<String, String> {
 }
 
 /// The rendered objects, parsed.
-struct Rendered {
-    text: String,
-    objects: Vec<Value>,
+pub(crate) struct Rendered {
+    pub(crate) text: String,
+    pub(crate) objects: Vec<Value>,
 }
 
-fn render(args: &[&str]) -> Rendered {
+pub(crate) fn render(args: &[&str]) -> Rendered {
     let text = template(args).unwrap_or_else(|e| panic!("helm template {args:?} failed: {e}"));
     Rendered { objects: parse_documents(&text), text }
 }
@@ -122,33 +122,33 @@ impl Rendered {
         self.objects.iter().filter(|o| o["kind"] == kind).collect()
     }
 
-    fn get(&self, kind: &str) -> &Value {
+    pub(crate) fn get(&self, kind: &str) -> &Value {
         match self.all(kind).as_slice() {
             [one] => one,
             other => panic!("expected one {kind}, rendered {}", other.len()),
         }
     }
 
-    fn typed<T: serde::de::DeserializeOwned>(&self, kind: &str) -> T {
+    pub(crate) fn typed<T: serde::de::DeserializeOwned>(&self, kind: &str) -> T {
         serde_yaml::from_value(self.get(kind).clone()).unwrap_or_else(|e| panic!("{kind}: {e}"))
     }
 
-    fn deployment(&self) -> Deployment {
-        self.typed("Deployment")
+    pub(crate) fn workload(&self) -> StatefulSet {
+        self.typed("StatefulSet")
     }
 
-    fn pod_spec(&self) -> PodSpec {
-        self.deployment().spec.template.spec.expect("the Deployment's pod spec")
+    pub(crate) fn pod_spec(&self) -> PodSpec {
+        self.workload().spec.template.spec.expect("the StatefulSet's pod spec")
     }
 
-    fn container(&self) -> Container {
+    pub(crate) fn container(&self) -> Container {
         let spec = self.pod_spec();
         assert_eq!(spec.containers.len(), 1, "one container");
         spec.containers.into_iter().next().expect("container")
     }
 
     /// `berth.yaml` from the ConfigMap.
-    fn berth_yaml(&self) -> String {
+    pub(crate) fn berth_yaml(&self) -> String {
         let map: ConfigMap = self.typed("ConfigMap");
         map.data.and_then(|d| d.get("berth.yaml").cloned()).expect("berth.yaml in the ConfigMap")
     }
@@ -161,12 +161,18 @@ fn str_of(value: &Value) -> &str {
 /// Validate every object with kubernetes-validate --strict, against the
 /// oldest Kubernetes the chart supports and the newest the validator knows;
 /// every object must pass, and only CRD objects may lack a schema.
-fn validate(rendered: &Rendered) {
+pub(crate) fn validate(rendered: &Rendered) {
+    validate_for(rendered, ["1.30.0", "1.37.0"]);
+}
+
+/// `validate` against these two Kubernetes versions (a field newer than
+/// 1.30, such as an image volume, is checked from the version that has it).
+pub(crate) fn validate_for(rendered: &Rendered, [oldest, newest]: [&str; 2]) {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered.text).expect("write");
     let (ok, stdout, stderr) = run(Command::new(kubernetes_validate())
-        .args(["--strict", "--kubernetes-version", "1.30.0", "--kubernetes-version", "1.37.0"])
+        .args(["--strict", "--kubernetes-version", oldest, "--kubernetes-version", newest])
         .arg(&file));
     assert!(ok, "kubernetes-validate --strict refused the chart:\n{stdout}{stderr}");
     let passed = stdout.lines().filter(|l| l.starts_with("INFO") && l.contains(" passed for resource ")).count();
@@ -181,13 +187,13 @@ fn validate(rendered: &Rendered) {
 
 /// Deserialize every object as its k8s-openapi type (the CRDs' as the
 /// fields berth relies on), so nothing is left unchecked.
-fn deserialize_all(rendered: &Rendered) {
+pub(crate) fn deserialize_all(rendered: &Rendered) {
     fn as_type<T: serde::de::DeserializeOwned>(object: &Value) {
         serde_yaml::from_value::<T>(object.clone()).unwrap_or_else(|e| panic!("{}: {e}", str_of(&object["kind"])));
     }
     for object in &rendered.objects {
         match str_of(&object["kind"]) {
-            "Deployment" => as_type::<Deployment>(object),
+            "StatefulSet" => as_type::<StatefulSet>(object),
             "Service" => as_type::<Service>(object),
             "ServiceAccount" => as_type::<ServiceAccount>(object),
             "ConfigMap" => as_type::<ConfigMap>(object),
@@ -216,7 +222,7 @@ const ALWAYS: [&str; 10] = [
     "ClusterRoleBinding",
     "ConfigMap",
     "Service",
-    "Deployment",
+    "StatefulSet",
     "PodDisruptionBudget",
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
@@ -251,8 +257,8 @@ fn the_chart_lints_and_renders_valid_objects_with_default_and_cert_manager_value
     validate(&cert_manager);
     deserialize_all(&cert_manager);
     // The HPA owns the replica count.
-    assert_eq!(cert_manager.deployment().spec.replicas, None);
-    assert_eq!(default.deployment().spec.replicas, Some(2));
+    assert_eq!(cert_manager.workload().spec.replicas, None);
+    assert_eq!(default.workload().spec.replicas, Some(2));
 
     let dir = tempfile::tempdir().expect("tmp");
     let certs = berth_certs(dir.path());
@@ -286,8 +292,8 @@ fn a_validator_that_passes_everything_would_be_caught() {
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, &rendered.text).expect("write");
     let (ok, stdout, _) = run(Command::new(kubernetes_validate()).arg("--strict").arg(&file));
-    assert!(!ok, "a Deployment with an unknown field passed:\n{stdout}");
-    assert!(stdout.contains("ERROR") && stdout.contains("deployment/berth"), "{stdout}");
+    assert!(!ok, "a StatefulSet with an unknown field passed:\n{stdout}");
+    assert!(stdout.contains("ERROR") && stdout.contains("statefulset/berth"), "{stdout}");
 }
 
 /// Both webhook configurations, as `serde_yaml::Value`s with their kind.
@@ -441,7 +447,7 @@ fn the_ca_bundle_comes_from_values_or_from_cert_managers_injector() {
         assert_eq!(config["webhooks"][0]["clientConfig"]["caBundle"], Value::Null, "{kind}");
     }
     assert_eq!(certificate["spec"]["dnsNames"], yaml(&format!("[{}, {}]", SERVICE_NAMES[0], SERVICE_NAMES[1])));
-    // cert-manager writes the Secret the Deployment mounts.
+    // cert-manager writes the Secret the StatefulSet mounts.
     let volumes = rendered.pod_spec().volumes.expect("volumes");
     let tls = volumes.iter().find_map(|v| v.secret.as_ref()).and_then(|s| s.secret_name.clone());
     assert_eq!(tls.as_deref(), certificate["spec"]["secretName"].as_str());
@@ -507,7 +513,7 @@ fn the_cluster_role_grants_reading_what_the_policies_need_and_nothing_more() {
     let nothing = render(&["--set", "rbac.owners=false", "--set", "rbac.storageClasses=false"]);
     assert!(nothing.all("ClusterRole").is_empty() && nothing.all("ClusterRoleBinding").is_empty());
 
-    // The binding is to the Deployment's service account.
+    // The binding is to the StatefulSet's service account.
     let rendered = render(&[]);
     let binding: ClusterRoleBinding = rendered.typed("ClusterRoleBinding");
     let pod = rendered.pod_spec();
@@ -696,7 +702,78 @@ fn berth_certs_writes_a_ca_and_renews_under_it() {
     assert!(stderr.contains("berth.example.com"), "{stderr}");
 }
 
-/// The Deployment's pod, mapped onto this machine: each volume a
+/// The audit log outlives the pod: by default it is on a
+/// PersistentVolumeClaim per replica (volumeClaimTemplates), kept when the
+/// StatefulSet scales down or is deleted; an emptyDir only when asked for.
+/// The HPA and the PodDisruptionBudget act on the StatefulSet's pods.
+#[test]
+fn the_audit_log_is_on_a_claim_per_replica_that_outlives_the_pod() {
+    let audit_mount = |rendered: &Rendered| {
+        let container = rendered.container();
+        assert!(
+            container.args.iter().flatten().any(|a| a == "--audit-log=/var/log/berth/audit.log"),
+            "{:?}",
+            container.args
+        );
+        container
+            .volume_mounts
+            .into_iter()
+            .flatten()
+            .find(|m| m.mount_path == "/var/log/berth")
+            .expect("the audit mount")
+    };
+    let rendered = render(&[]);
+    let mount = audit_mount(&rendered);
+    let spec = rendered.workload().spec;
+    assert!(
+        spec.template.spec.iter().flat_map(|p| p.volumes.iter().flatten()).all(|v| v.name != mount.name),
+        "the audit mount is not a pod volume (no emptyDir)"
+    );
+    let claim = spec
+        .volume_claim_templates
+        .iter()
+        .flatten()
+        .find(|c| c.metadata.name.as_deref() == Some(mount.name.as_str()))
+        .expect("the audit mount is backed by a PersistentVolumeClaim template");
+    let claim_spec = claim.spec.clone().expect("claim spec");
+    assert_eq!(claim_spec.access_modes, Some(vec!["ReadWriteOnce".to_owned()]));
+    let size = claim_spec.resources.and_then(|r| r.requests).and_then(|r| r.get("storage").cloned());
+    assert_eq!(size.map(|q| q.0), Some("1Gi".to_owned()));
+    assert_eq!(claim_spec.storage_class_name, None, "the cluster's default class unless one is set");
+    let retention = spec.persistent_volume_claim_retention_policy.expect("a retention policy");
+    assert_eq!((retention.when_deleted.as_deref(), retention.when_scaled.as_deref()), (Some("Retain"), Some("Retain")));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert!(rendered.pod_spec().security_context.and_then(|s| s.fs_group).is_some(), "berth's group owns the volume");
+
+    let classed =
+        render(&["--set", "auditLog.persistence.storageClassName=fast", "--set", "auditLog.persistence.size=5Gi"]);
+    let template = classed.workload().spec.volume_claim_templates.expect("claims");
+    let claim_spec = template[0].spec.clone().expect("spec");
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    validate(&classed);
+
+    // Without persistence: the emptyDir of chart 0.1, and no claim.
+    let ephemeral = render(&["--set", "auditLog.persistence.enabled=false"]);
+    let mount = audit_mount(&ephemeral);
+    let volume = ephemeral.pod_spec().volumes.into_iter().flatten().find(|v| v.name == mount.name).expect("volume");
+    assert!(volume.empty_dir.is_some());
+    let spec = ephemeral.workload().spec;
+    assert!(spec.volume_claim_templates.is_none() && spec.persistent_volume_claim_retention_policy.is_none());
+    validate(&ephemeral);
+
+    // The HPA scales the StatefulSet; the PDB covers its pods.
+    let scaled = render(&["--set", "autoscaling.enabled=true"]);
+    let hpa: HorizontalPodAutoscaler = scaled.typed("HorizontalPodAutoscaler");
+    let target = hpa.spec.scale_target_ref;
+    assert_eq!((target.kind.as_str(), target.name.as_str()), ("StatefulSet", "berth"));
+    let pdb: PodDisruptionBudget = scaled.typed("PodDisruptionBudget");
+    let selector = pdb.spec.and_then(|s| s.selector).and_then(|s| s.match_labels).expect("matchLabels");
+    let labels = scaled.workload().spec.template.metadata.and_then(|m| m.labels).expect("pod labels");
+    assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)), "{selector:?} ⊄ {labels:?}");
+    validate(&scaled);
+}
+
+/// The StatefulSet's pod, mapped onto this machine: each volume a
 /// directory, each argument naming a mount path rewritten to it.
 struct LaidOut {
     args: Vec<String>,
@@ -708,20 +785,26 @@ struct LaidOut {
     dir: tempfile::TempDir,
 }
 
-/// Lay the rendered Deployment out on disk: the ConfigMap's files, the TLS
+/// Lay the rendered StatefulSet out on disk: the ConfigMap's files, the TLS
 /// Secret from `certs` (as `kubectl create secret generic` makes it from
-/// `berth certs --out`), empty dirs for emptyDirs.
+/// `berth certs --out`), empty dirs for emptyDirs and for the claims of its
+/// volumeClaimTemplates (a new volume is empty).
 fn lay_out(rendered: &Rendered, certs: &Path) -> LaidOut {
     let dir = tempfile::tempdir().expect("tmp");
     let pod = rendered.pod_spec();
     let container = rendered.container();
     let config_map: ConfigMap = rendered.typed("ConfigMap");
     let mut mounts = BTreeMap::new();
+    let claims: Vec<String> =
+        rendered.workload().spec.volume_claim_templates.into_iter().flatten().filter_map(|c| c.metadata.name).collect();
     for mount in container.volume_mounts.clone().unwrap_or_default() {
-        let volume =
-            pod.volumes.iter().flatten().find(|v| v.name == mount.name).expect("every mount has its volume").clone();
-        let host = dir.path().join(format!("volume-{}", volume.name));
+        let host = dir.path().join(format!("volume-{}", mount.name));
         std::fs::create_dir_all(&host).expect("volume dir");
+        let Some(volume) = pod.volumes.iter().flatten().find(|v| v.name == mount.name).cloned() else {
+            assert!(claims.contains(&mount.name), "{}: every mount has its volume or claim", mount.name);
+            mounts.insert(mount.mount_path.clone(), host);
+            continue;
+        };
         if let Some(source) = &volume.config_map {
             assert_eq!(Some(&source.name), config_map.metadata.name.as_ref(), "the chart's ConfigMap");
             for (file, content) in config_map.data.clone().unwrap_or_default() {
@@ -734,7 +817,7 @@ fn lay_out(rendered: &Rendered, certs: &Path) -> LaidOut {
             }
             assert_eq!(mount.read_only, Some(true));
         } else {
-            assert!(volume.empty_dir.is_some(), "{}: configMap, secret or emptyDir", volume.name);
+            assert!(volume.empty_dir.is_some(), "{}: configMap, secret, emptyDir or claim", volume.name);
         }
         mounts.insert(mount.mount_path.clone(), host);
     }
@@ -778,7 +861,7 @@ impl LaidOut {
 
     /// The command: berth with the pod's arguments in an empty working
     /// directory, with an empty TMPDIR and HOME, and, where this machine
-    /// allows a mount namespace, a read-only root with only the emptyDirs
+    /// allows a mount namespace, a read-only root with only the writable volumes
     /// writable. Elsewhere the three directories are made read-only.
     fn command(&self, writable: &[&Path]) -> Command {
         let [workdir, tmp, home] = [&self.read_only[0], &self.read_only[1], &self.read_only[2]];
@@ -856,7 +939,7 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio")
 }
 
-/// berth started from the rendered Deployment, with what it runs against.
+/// berth started from the rendered StatefulSet, with what it runs against.
 struct Started {
     server: Server,
     pod: LaidOut,
@@ -916,7 +999,7 @@ fn resource_of(path: &str) -> (String, String) {
 }
 
 #[test]
-fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_service_names() {
+fn the_statefulset_as_rendered_starts_read_only_and_answers_over_tls_for_the_service_names() {
     let dir = tempfile::tempdir().expect("tmp");
     let Started { mut server, pod, rendered, api, _runtime } = start_rendered(dir.path());
     let container = rendered.container();
@@ -987,7 +1070,7 @@ fn the_deployment_as_rendered_starts_read_only_and_answers_over_tls_for_the_serv
 }
 
 #[test]
-fn the_helm_test_hook_passes_against_the_rendered_deployment() {
+fn the_helm_test_hook_passes_against_the_rendered_statefulset() {
     let dir = tempfile::tempdir().expect("tmp");
     let Started { server, rendered, .. } = start_rendered(dir.path());
     let hook = rendered

@@ -15,6 +15,8 @@ mod lifecycle;
 mod load;
 mod namespaces;
 mod pinned;
+mod plugin_images;
+mod releases;
 mod server;
 mod soak;
 mod updates;

@@ -89,6 +89,8 @@ impl PolicySet {
     /// policies are compiled once. A policy that needs what `cluster` cannot
     /// tell is refused (a namespaceSelector can always select by name).
     pub fn load(runtime: &Runtime, sources: &[Source], cluster: Cluster) -> Result<Self, PolicySetError> {
+        let folded = crate::config::with_app_releases(sources)?;
+        let sources = &*folded;
         let provides = cluster.provides();
         let mut names = HashSet::new();
         let mut plugins: HashMap<(String, std::path::PathBuf), Arc<Plugin>> = HashMap::new();
@@ -199,6 +201,10 @@ pub fn require_pinned(sources: &[Source]) -> Result<(), PolicySetError> {
 
 /// What `sources` need of the cluster, all policies together.
 pub fn needs(sources: &[Source]) -> Needs {
+    // A configuration that does not fold is refused at load; until then it
+    // needs what its policies say.
+    let folded = crate::config::with_app_releases(sources);
+    let sources = folded.as_deref().unwrap_or(sources);
     sources.iter().flat_map(|source| &source.config.policies).fold(Needs::default(), |needs, spec| {
         let context = Needs {
             default_storage_class: spec.context.contains(&ContextItem::DefaultStorageClass),

@@ -114,3 +114,44 @@ cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "b
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* Where plugin images put their files: /plugins/<name>/. */}}
+{{- define "berth.pluginsDir" -}}/plugins{{- end -}}
+
+{{/*
+plugins.images, checked and completed: name, image, mode, pullPolicy, path,
+sizeLimit, and the init container's command. A YAML list.
+*/}}
+{{- define "berth.pluginImages" -}}
+{{- $out := list -}}
+{{- $names := dict -}}
+{{- range $i, $p := .Values.plugins.images -}}
+{{- $where := printf "plugins.images[%d]" $i -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$" (toString $p.name)) -}}
+{{- fail (printf "%s.name %q: a lowercase DNS label of at most 40 characters (it names /plugins/NAME and the volume plugin-NAME)" $where (toString $p.name)) -}}
+{{- end -}}
+{{- if hasKey $names $p.name -}}
+{{- fail (printf "%s.name %q is used twice" $where $p.name) -}}
+{{- end -}}
+{{- $_ := set $names $p.name true -}}
+{{- if not $p.image -}}
+{{- fail (printf "%s (%s): image is required: the OCI image holding the plugin files" $where $p.name) -}}
+{{- end -}}
+{{- $mode := default "volume" $p.mode -}}
+{{- if not (has $mode (list "volume" "initContainer")) -}}
+{{- fail (printf "%s (%s): mode %q: volume (a Kubernetes image volume) or initContainer (copied by an init container)" $where $p.name $mode) -}}
+{{- end -}}
+{{- if and (eq $mode "volume") (semverCompare "<1.31.0-0" $.Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "%s (%s): mode volume needs Kubernetes 1.31+ with the ImageVolume feature (beta, on by default from 1.35); this cluster is %s: use mode initContainer" $where $p.name $.Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- $path := printf "%s/%s" (include "berth.pluginsDir" $) $p.name -}}
+{{- $files := default (list "policy.wasm") $p.files -}}
+{{- $command := list "/bin/busybox" "cp" -}}
+{{- range $files -}}
+{{- $command = append $command (printf "/%s" (trimPrefix "/" .)) -}}
+{{- end -}}
+{{- $command = append $command (printf "%s/" $path) -}}
+{{- $out = append $out (dict "name" $p.name "image" $p.image "mode" $mode "pullPolicy" (default "IfNotPresent" $p.pullPolicy) "path" $path "sizeLimit" (default "128Mi" $p.sizeLimit) "command" (default $command $p.command)) -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}

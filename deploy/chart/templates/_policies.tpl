@@ -67,10 +67,13 @@ default values the result equals the file (tests/suites/deploy.rs checks it).
 {{- $all = concat $all $.Values.policies.extra -}}
 {{- range $all }}
 {{- include "berth.checkNamespaceAccess" (list $ .) }}
+{{- if and (hasPrefix (printf "%s/" (include "berth.pluginsDir" $)) (toString .plugin)) (not .sha256) }}
+{{- fail (printf "policy %s: plugin %s comes from a plugin image and has no sha256 pin: add the sha256 that berth plugin build printed" .name .plugin) }}
+{{- end }}
 {{- $policy := . }}
 {{- $first := true }}
 {{- /* docs/CONFIG.md's order, for people reading the ConfigMap; any other field after. */}}
-{{- $order := list "name" "plugin" "sha256" "mode" "failurePolicy" "timeout" "memoryLimit" "match" "settings" }}
+{{- $order := list "name" "app" "plugin" "sha256" "mode" "failurePolicy" "timeout" "memoryLimit" "match" "settings" }}
 {{- $keys := list }}
 {{- range $order }}{{ if hasKey $policy . }}{{ $keys = append $keys . }}{{ end }}{{ end }}
 {{- range keys $policy | sortAlpha }}{{ if not (has . $order) }}{{ $keys = append $keys . }}{{ end }}{{ end }}
@@ -98,5 +101,40 @@ than install a berth that refuses its configuration.
 {{- if and (ne . "kubernetes.io/metadata.name") (not $root.Values.rbac.namespaces) -}}
 {{- fail (printf "policy %s selects namespaces by the label %s: berth must then list and watch Namespaces; set rbac.namespaces=true" $policy.name .) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+berth.yaml's helmReleases, by app, from policies.<app>.helmReleases: berth
+folds each list into the match of that app's policies when it loads them,
+so the policy files stay as they are. A release under both apps, or a list
+for an app that is not enabled, is refused here, naming it.
+*/}}
+{{- define "berth.helmReleases" -}}
+{{- $seen := dict -}}
+{{- $out := dict -}}
+{{- range $app := list "pulsar" "kafka" -}}
+{{- $v := index $.Values.policies $app -}}
+{{- $releases := default list $v.helmReleases -}}
+{{- if and $releases (not $v.enabled) -}}
+{{- fail (printf "policies.%s.helmReleases lists %s, but policies.%s.enabled is false: nothing would match them" $app (join ", " $releases) $app) -}}
+{{- end -}}
+{{- range $releases -}}
+{{- if not (regexMatch "^[^/]+/[^/]+$" .) -}}
+{{- fail (printf "policies.%s.helmReleases: %q is not NAMESPACE/NAME" $app .) -}}
+{{- end -}}
+{{- if and (hasKey $seen .) (eq (index $seen .) $app) -}}
+{{- fail (printf "helm release %s is listed twice under policies.%s.helmReleases" . $app) -}}
+{{- else if hasKey $seen . -}}
+{{- fail (printf "helm release %s is listed under policies.%s.helmReleases and policies.%s.helmReleases: one release is one application's; keep it under one" . (index $seen .) $app) -}}
+{{- end -}}
+{{- $_ := set $seen . $app -}}
+{{- end -}}
+{{- if $releases -}}
+{{- $_ := set $out $app $releases -}}
+{{- end -}}
+{{- end -}}
+{{- with $out -}}
+{{- toYaml . -}}
 {{- end -}}
 {{- end -}}

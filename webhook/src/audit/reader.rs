@@ -118,7 +118,9 @@ fn walk(dir: &Path, logs: &mut BTreeSet<PathBuf>) -> io::Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') {
+        // fsck's lost+found, at the root of every ext4 volume (the chart's
+        // audit claims), is root's alone and holds no log of berth's.
+        if name.starts_with('.') || name == "lost+found" {
             continue;
         }
         let kind = entry.file_type()?;
@@ -537,6 +539,9 @@ mod tests {
                 .join("\n"),
         )
         .unwrap();
+        // A volume's lost+found is not searched (berth could not read it).
+        fs::create_dir(dir.path().join("lost+found")).unwrap();
+        fs::write(dir.path().join("lost+found/#1234"), record("2024-01-01T00:00:05Z", "p", "n") + "\n").unwrap();
         let mut warnings = Vec::new();
         let logs = discover(&[dir.path().to_owned()], true, &mut warnings).unwrap();
         assert_eq!(logs, [dir.path().join("a.log"), dir.path().join("replica-b/b.log")]);

@@ -9,6 +9,7 @@ pub use audit::AuditSpec;
 
 use crate::review::Operation;
 use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +33,12 @@ pub enum ConfigError {
     Invalid { origin: String, policy: String, message: String },
     #[error("policy name {0:?} is used twice")]
     DuplicateName(String),
+    #[error(
+        "helm release {release} is listed under helmReleases.{first} and helmReleases.{second}: one release is one application's; keep it under one"
+    )]
+    ReleaseOfTwoApps { release: String, first: String, second: String },
+    #[error("{origin}: helmReleases.{app}: no policy has `app: {app}`, so these releases would change nothing")]
+    UnknownApp { origin: String, app: String },
 }
 
 /// The policy configuration: every policy, in the order they run.
@@ -43,12 +50,21 @@ pub struct Config {
     /// The audit log (docs/AUDIT.md).
     #[serde(default)]
     pub audit: Option<AuditSpec>,
+    /// Helm releases that belong to an application, by its name: every
+    /// policy with that `app` also matches everything they created
+    /// (`with_app_releases`).
+    #[serde(default, deserialize_with = "releases_by_app")]
+    pub helm_releases: BTreeMap<String, Vec<HelmRelease>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicySpec {
     pub name: String,
+    /// The application this policy is for (`pulsar`, `kafka`): the
+    /// top-level `helmReleases` of that name widen its match.
+    #[serde(default)]
+    pub app: Option<String>,
     /// `builtin:<name>` or a path to a `.wasm` component (relative to the
     /// configuration file).
     pub plugin: String,
@@ -136,10 +152,16 @@ pub struct MatchSpec {
 }
 
 /// A Helm release: `NAMESPACE/NAME`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HelmRelease {
     pub namespace: String,
     pub name: String,
+}
+
+impl std::fmt::Display for HelmRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 impl std::str::FromStr for HelmRelease {
@@ -153,6 +175,94 @@ impl std::str::FromStr for HelmRelease {
             _ => Err(format!("helmRelease {text:?} is not NAMESPACE/NAME")),
         }
     }
+}
+
+fn releases_by_app<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Vec<HelmRelease>>, D::Error> {
+    let texts = BTreeMap::<String, Vec<String>>::deserialize(de)?;
+    texts
+        .into_iter()
+        .map(|(app, releases)| {
+            let releases = releases.iter().map(|text| text.parse().map_err(serde::de::Error::custom));
+            Ok((app, releases.collect::<Result<_, _>>()?))
+        })
+        .collect()
+}
+
+impl MatchSpec {
+    /// This match, or (with the same operations, resources and namespaces)
+    /// whatever one of `releases` created. A match that selects nothing
+    /// beyond those filters already takes every object, and is kept.
+    pub fn or_releases(&self, releases: &[HelmRelease]) -> MatchSpec {
+        let selects = self.object_selector.is_some()
+            || self.owner.is_some()
+            || !self.helm_release.is_empty()
+            || !self.any_of.is_empty();
+        if !selects || releases.is_empty() {
+            return self.clone();
+        }
+        let release = MatchSpec { helm_release: releases.to_vec(), ..MatchSpec::default() };
+        let mut widened = self.clone();
+        if self.object_selector.is_none() && self.owner.is_none() && self.helm_release.is_empty() {
+            widened.any_of.push(release);
+            return widened;
+        }
+        // The selecting parts move into one alternative beside the release.
+        let own = MatchSpec {
+            object_selector: widened.object_selector.take(),
+            owner: widened.owner.take(),
+            helm_release: std::mem::take(&mut widened.helm_release),
+            any_of: std::mem::take(&mut widened.any_of),
+            ..MatchSpec::default()
+        };
+        widened.any_of = vec![own, release];
+        widened
+    }
+}
+
+/// The sources with every top-level `helmReleases` folded into the match of
+/// the policies of its app, across all files (the chart's ConfigMap, or
+/// `--config pulsar.yaml --config kafka.yaml --config releases.yaml`), so
+/// the policy files stay as they are. A release under two apps, or an app
+/// no policy has, is an error.
+pub fn with_app_releases(sources: &[Source]) -> Result<Cow<'_, [Source]>, ConfigError> {
+    let mut apps: BTreeMap<&str, Vec<HelmRelease>> = BTreeMap::new();
+    let mut owner: BTreeMap<&HelmRelease, &str> = BTreeMap::new();
+    for source in sources {
+        for (app, releases) in &source.config.helm_releases {
+            for release in releases {
+                match owner.insert(release, app) {
+                    Some(first) if first != app => {
+                        return Err(ConfigError::ReleaseOfTwoApps {
+                            release: release.to_string(),
+                            first: first.to_owned(),
+                            second: app.clone(),
+                        });
+                    }
+                    _ => {}
+                }
+                let list = apps.entry(app).or_default();
+                if !list.contains(release) {
+                    list.push(release.clone());
+                }
+            }
+        }
+    }
+    if apps.is_empty() {
+        return Ok(Cow::Borrowed(sources));
+    }
+    let has_app = |app: &str| sources.iter().flat_map(|s| &s.config.policies).any(|p| p.app.as_deref() == Some(app));
+    for source in sources {
+        if let Some(app) = source.config.helm_releases.keys().find(|app| !has_app(app)) {
+            return Err(ConfigError::UnknownApp { origin: source.origin.clone(), app: app.clone() });
+        }
+    }
+    let mut folded = sources.to_vec();
+    for policy in folded.iter_mut().flat_map(|s| &mut s.config.policies) {
+        if let Some(releases) = policy.app.as_deref().and_then(|app| apps.get(app)) {
+            policy.matcher = policy.matcher.or_releases(releases);
+        }
+    }
+    Ok(Cow::Owned(folded))
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<HelmRelease>, D::Error> {
@@ -381,6 +491,64 @@ mod tests {
             let err = with(refused).unwrap_err().to_string();
             assert!(err.contains("between 1ms and 30s"), "{refused}: {err}");
         }
+    }
+
+    fn source(text: &str, origin: &str) -> Source {
+        Source { config: Config::parse(text, origin).unwrap(), base_dir: PathBuf::new(), origin: origin.into() }
+    }
+
+    #[test]
+    fn helm_releases_widen_the_policies_of_their_app_only() {
+        let policies = source(
+            "policies:\n\
+             - {name: a, app: kafka, plugin: builtin:tolerations, mode: mutate,\n\
+                match: {resources: [pods], anyOf: [{objectSelector: {matchLabels: {app: kafka}}}]}}\n\
+             - {name: b, app: kafka, plugin: builtin:tolerations, mode: mutate,\n\
+                match: {resources: [pods], objectSelector: {matchLabels: {app: kafka}}}}\n\
+             - {name: c, app: kafka, plugin: builtin:tolerations, mode: mutate, match: {resources: [pods]}}\n\
+             - {name: d, app: pulsar, plugin: builtin:tolerations, mode: mutate,\n\
+                match: {objectSelector: {matchLabels: {app: pulsar}}}}\n",
+            "policies.yaml",
+        );
+        let releases = source("helmReleases: {kafka: [streaming/confluent, default/kafka]}\n", "releases.yaml");
+        let both = [policies.clone(), releases];
+        let folded = with_app_releases(&both).unwrap();
+        let m = |i: usize| &folded[0].config.policies[i].matcher;
+        let confluent = vec!["streaming/confluent".parse().unwrap(), "default/kafka".parse().unwrap()];
+        // An anyOf gains the releases as one more alternative.
+        assert_eq!(m(0).any_of.len(), 2);
+        assert_eq!(m(0).any_of[1].helm_release, confluent);
+        assert_eq!(m(0).resources, ["pods"], "the filters stay");
+        // An objectSelector moves into an alternative beside them.
+        assert!(m(1).object_selector.is_none());
+        assert!(m(1).any_of[0].object_selector.is_some());
+        assert_eq!(m(1).any_of[1].helm_release, confluent);
+        // A match that takes every pod already is kept; another app's too.
+        assert!(m(2).any_of.is_empty() && m(2).helm_release.is_empty());
+        assert!(m(3).any_of.is_empty() && m(3).object_selector.is_some());
+        // Without helmReleases nothing changes.
+        let same = with_app_releases(std::slice::from_ref(&policies)).unwrap();
+        assert!(same[0].config.policies[1].matcher.any_of.is_empty());
+    }
+
+    #[test]
+    fn a_release_of_two_apps_or_of_no_app_is_refused_by_name() {
+        let policies = source(
+            "policies:\n- {name: a, app: kafka, plugin: builtin:tolerations, mode: mutate}\n\
+             - {name: b, app: pulsar, plugin: builtin:tolerations, mode: mutate}\n",
+            "p.yaml",
+        );
+        let both = source("helmReleases: {kafka: [ns/x], pulsar: [ns/y, ns/x]}\n", "r.yaml");
+        let err = with_app_releases(&[policies.clone(), both]).unwrap_err().to_string();
+        assert!(
+            err.contains("ns/x") && err.contains("helmReleases.kafka") && err.contains("helmReleases.pulsar"),
+            "{err}"
+        );
+        let typo = source("helmReleases: {kakfa: [ns/x]}\n", "r.yaml");
+        let err = with_app_releases(&[policies, typo]).unwrap_err().to_string();
+        assert!(err.contains("r.yaml: helmReleases.kakfa: no policy has `app: kakfa`"), "{err}");
+        let err = Config::parse("helmReleases: {kafka: [confluent]}\n", "r.yaml").unwrap_err();
+        assert!(crate::error_chain(&err).contains("not NAMESPACE/NAME"), "{}", crate::error_chain(&err));
     }
 
     #[test]
