@@ -200,7 +200,7 @@ impl TestFile {
         }
         if !spec.policies.is_empty() {
             let origin = path.display().to_string();
-            let config = Config { policies: spec.policies, audit: None }
+            let config = Config { policies: spec.policies, ..Config::default() }
                 .checked(&origin)
                 .map_err(|err| invalid(crate::error_chain(&err)))?;
             sources.push(Source { config, base_dir: dir.clone(), origin });
