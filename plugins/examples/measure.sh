@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The language table of plugins/README.md: the sample policy scaffolded
-# and built in Rust, JavaScript and Python, then, for each:
+# and built in Rust, JavaScript, Python and Go, then, for each:
 #   - the component's size;
 #   - cold compile: `berth eval` of the bookie's review with no artifact
 #     cache (wasmtime compiles the component), wall time and peak RSS;
@@ -8,22 +8,25 @@
 #     holds the compiled component;
 #   - a warm call and a fresh-instance call on the bookie (criterion,
 #     benches/languages.rs); instantiating costs their difference.
-# Needs what .ci/install-tools installs (BERTH_COMPONENTIZE_JS/PY as .ci/run
-# exports them). Run from the repository root:
+# Needs what .ci/install-tools installs (found there, as .ci/run's
+# variables name them). Run from the repository root:
 #   bash plugins/examples/measure.sh
 set -euo pipefail
 root=$PWD
 export BERTH_COMPONENTIZE_JS=${BERTH_COMPONENTIZE_JS:-$root/.ci/node/node_modules/.bin/componentize-js}
 export BERTH_COMPONENTIZE_PY=${BERTH_COMPONENTIZE_PY:-$root/.ci/venv/bin/componentize-py}
+export BERTH_GO=${BERTH_GO:-$root/.ci/venv/bin/go}
+export BERTH_JCO=${BERTH_JCO:-$root/.ci/node/node_modules/@bytecodealliance/jco}
 [ -d .ci/node/bin ] && export PATH="$root/.ci/node/bin:$PATH"
 cargo build --release -p berth --quiet
 berth=$root/target/release/berth
 work=$(mktemp -d)
+export GOCACHE=$work/go-build CARGO_TARGET_DIR=$work/target
 trap 'rm -rf "$work"' EXIT
 bookie=$root/tests/fixtures/pulsar/reviews/005-pod-pulsar-bookie-0.json
 projects=()
 printf '| language | component | build | cold compile (wall, peak RSS) | start with cache |\n|---|---|---|---|---|\n'
-for lang in rust js python; do
+for lang in rust js python go; do
   (cd "$work" && "$berth" plugin new "demo-$lang" --lang "$lang" >/dev/null)
   dir=$work/demo-$lang
   start=$(date +%s.%N)
@@ -40,4 +43,4 @@ done
 echo
 echo "Calls on the bookie (criterion: median of the estimate, one thread):"
 BERTH_BENCH_PROJECTS=$(IFS=,; echo "${projects[*]}") \
-  cargo bench -p berth --bench languages --quiet -- --noplot 2>&1 | grep -E '^language/|time:' | paste - - | awk '{print $1, $5, $6}'
+  env -u CARGO_TARGET_DIR cargo bench -p berth --bench languages --quiet -- --noplot 2>&1 | grep -E '^language/|time:' | paste - - | awk '{print $1, $5, $6}'
