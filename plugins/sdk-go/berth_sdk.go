@@ -24,17 +24,20 @@
 // Mutate, WithWarning), Settings and SettingsError, PolicyError, LogDebug.
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared, then
-// componentize-go.mjs (berth plugin build does both).
+// componentize-go.mjs (berth plugin build does both). The component glue is
+// berth_sdk_wasip1.go, built only for wasip1; natively (go test),
+// berth_sdk_native.go stands in for the host, so this file's logic tests
+// without Wasm.
 package main
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
 	"strings"
-	"unsafe"
 )
 
 // PolicyError: evaluate could not reach a verdict (not a denial). berth
@@ -467,198 +470,67 @@ func parsedSettings(text string) (any, error) {
 	return plugin.lastSettings, nil
 }
 
-// --- The component glue: the canonical ABI of policy.wit, by hand. ---
 
-//go:wasmimport berth:policy/host@0.3.0 log
-func hostLog(level int32, ptr unsafe.Pointer, length int32)
+// Checks for Kubernetes names and labels, for settings that name objects or
+// labels (Rust: berth_sdk::names). Each returns nil, or an error whose text
+// says what is wrong, the same words as the Rust SDK's.
 
-func hostLogString(level int32, message string) {
-	hostLog(level, unsafe.Pointer(unsafe.StringData(message)), int32(len(message)))
-}
-
-// Memory handed out by cabi_realloc or returned to berth, kept reachable
-// until the next call (berth reads a result before it calls again).
-var retained [][]byte
-
-func alloc(size, align int) unsafe.Pointer {
-	buf := make([]byte, size+align)
-	retained = append(retained, buf)
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	return unsafe.Pointer((p + uintptr(align) - 1) &^ (uintptr(align) - 1))
-}
-
-// Where cabi_realloc puts what berth passes in. berth calls cabi_realloc
-// where the component may not call out (the canonical ABI forbids it while
-// it lowers arguments), and a Go allocation there may start the garbage
-// collector, which reads the clock, an import: a trap. So cabi_realloc
-// only carves from this buffer, made ready at the end of the call before
-// (where Go may call out), twice as large as the largest call so far.
-var landing struct {
-	buf  []byte
-	used int
-	peak int
-}
-
-func init() { landing.buf = make([]byte, 1<<20) }
-
-// readyLanding runs once a call has copied its params: the buffer is free
-// again, and grown if the call came close to filling it.
-func readyLanding() {
-	landing.peak = max(landing.peak, landing.used)
-	if 2*landing.peak > len(landing.buf) {
-		landing.buf = make([]byte, 2*landing.peak)
+// CheckDNSSubdomain: a DNS subdomain (RFC 1123), as most Kubernetes object
+// names are (Secrets, StorageClasses, ...).
+func CheckDNSSubdomain(name string) error {
+	if len(name) == 0 || len(name) > 253 {
+		return errors.New("must have 1 to 253 characters")
 	}
-	landing.used = 0
-}
-
-func land(size, align int) unsafe.Pointer {
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(landing.buf)))
-	start := (base + uintptr(landing.used) + uintptr(align) - 1) &^ (uintptr(align) - 1)
-	end := int(start-base) + size
-	if end > len(landing.buf) {
-		// Larger than ever before: a Go allocation, which traps only if it
-		// starts a collection. The buffer grows after this call.
-		landing.used = end
-		return alloc(size, align)
-	}
-	landing.used = end
-	return unsafe.Pointer(start)
-}
-
-//go:wasmexport cabi_realloc
-func cabiRealloc(old unsafe.Pointer, oldSize, align, newSize int32) unsafe.Pointer {
-	p := land(int(newSize), int(align))
-	if old != nil && oldSize > 0 {
-		copy(unsafe.Slice((*byte)(p), newSize), unsafe.Slice((*byte)(old), min(oldSize, newSize)))
-	}
-	return p
-}
-
-func lift(ptr unsafe.Pointer, length int32) string {
-	return string(unsafe.Slice((*byte)(ptr), length)) // a copy, owned by Go
-}
-
-func liftOption(some int32, ptr unsafe.Pointer, length int32) *string {
-	if some == 0 {
-		return nil
-	}
-	s := lift(ptr, length)
-	return &s
-}
-
-func lowerString(at unsafe.Pointer, s string) {
-	data := []byte(s)
-	retained = append(retained, data)
-	*(*uint32)(at) = uint32(uintptr(unsafe.Pointer(unsafe.SliceData(data))))
-	*(*uint32)(unsafe.Add(at, 4)) = uint32(len(data))
-}
-
-// startCall releases what the previous call kept: its params were copied
-// into Go strings, and berth has read its result.
-func startCall() {
-	retained = retained[:0]
-	readyLanding()
-}
-
-// guard turns a PolicyError or SettingsError into the WIT `err`, and a
-// panic into a trap that berth reports with the logged message.
-func guard(call func() error) (errText string, failed bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			LogError(fmt.Sprint("panic: ", r))
-			panic(r)
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || !isLowerAlnum(label[0]) || !isLowerAlnum(label[len(label)-1]) {
+			return errors.New("each '.'-separated part must start and end with a lowercase letter or digit")
 		}
-	}()
-	if err := call(); err != nil {
-		return err.Error(), true
+		for i := 0; i < len(label); i++ {
+			if !isLowerAlnum(label[i]) && label[i] != '-' {
+				return errors.New("may have only lowercase letters, digits, '-' and '.'")
+			}
+		}
 	}
-	return "", false
+	return nil
 }
 
-//go:wasmexport validate-settings
-func exportValidateSettings(ptr unsafe.Pointer, length int32) unsafe.Pointer {
-	settings := lift(ptr, length)
-	startCall()
-	result := alloc(12, 4)
-	clear(unsafe.Slice((*byte)(result), 12))
-	if plugin.parse == nil {
-		panic("berth_sdk: no plugin: call ExportPlugin(evaluate) in init()")
+// CheckLabelKey: a label key is an optional DNS-subdomain prefix and `/`,
+// then a name of 1 to 63 alphanumerics, `-`, `_` and `.`, alphanumeric at
+// both ends.
+func CheckLabelKey(key string) error {
+	name := key
+	if slash := strings.LastIndexByte(key, '/'); slash >= 0 {
+		if CheckDNSSubdomain(key[:slash]) != nil {
+			return errors.New("its prefix (before '/') must be a DNS subdomain")
+		}
+		name = key[slash+1:]
 	}
-	if text, failed := guard(func() error { _, err := parsedSettings(settings); return err }); failed {
-		*(*uint8)(result) = 1
-		lowerString(unsafe.Add(result, 4), text)
+	if name == "" {
+		return errors.New("must have a name (after any prefix)")
 	}
-	return result
+	if CheckLabelValue(name) != nil {
+		return errors.New("its name must have 1 to 63 letters, digits, '-', '_' or '.', a letter or digit at each end")
+	}
+	return nil
 }
 
-//go:wasmexport evaluate
-func exportEvaluate(
-	requestPtr unsafe.Pointer, requestLen int32,
-	objectSome int32, objectPtr unsafe.Pointer, objectLen int32,
-	oldSome int32, oldPtr unsafe.Pointer, oldLen int32,
-	settingsPtr unsafe.Pointer, settingsLen int32,
-	classSome int32, classPtr unsafe.Pointer, classLen int32,
-) unsafe.Pointer {
-	request, settings := lift(requestPtr, requestLen), lift(settingsPtr, settingsLen)
-	object, old := liftOption(objectSome, objectPtr, objectLen), liftOption(oldSome, oldPtr, oldLen)
-	context := Context{DefaultStorageClass: liftOption(classSome, classPtr, classLen)}
-	startCall()
-
-	// result<verdict, string>: tag @0; verdict @4 = decision tag @4,
-	// payload @8 (deny: message @8, code @16; mutate: patch @8), warnings @20.
-	result := alloc(28, 4)
-	clear(unsafe.Slice((*byte)(result), 28))
-	var verdict Verdict
-	text, failed := guard(func() error {
-		parsed, err := parsedSettings(settings)
-		if err != nil {
-			return err
-		}
-		req, err := ParseRequest(request, object, old, context)
-		if err != nil {
-			return err
-		}
-		verdict, err = plugin.evaluate(req, parsed)
-		return err
-	})
-	if failed {
-		*(*uint8)(result) = 1
-		lowerString(unsafe.Add(result, 4), text)
-		return result
+// CheckLabelValue: a label value is empty, or 1 to 63 alphanumerics, `-`,
+// `_` and `.`, alphanumeric at both ends.
+func CheckLabelValue(value string) error {
+	ok := len(value) <= 63
+	for i := 0; ok && i < len(value); i++ {
+		b := value[i]
+		ok = isAlnum(b) || b == '-' || b == '_' || b == '.'
 	}
-	switch verdict.Decision {
-	case Deny:
-		*(*uint8)(unsafe.Add(result, 4)) = 1
-		lowerString(unsafe.Add(result, 8), verdict.Message)
-		*(*uint16)(unsafe.Add(result, 16)) = verdict.Code
-	case Mutate:
-		*(*uint8)(unsafe.Add(result, 4)) = 2
-		lowerString(unsafe.Add(result, 8), verdict.Patch.ToJSON())
+	if !ok || value != "" && (!isAlnum(value[0]) || !isAlnum(value[len(value)-1])) {
+		return errors.New("must have at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end")
 	}
-	if n := len(verdict.Warnings); n > 0 {
-		list := alloc(8*n, 4)
-		for i, warning := range verdict.Warnings {
-			lowerString(unsafe.Add(list, 8*i), warning)
-		}
-		*(*uint32)(unsafe.Add(result, 20)) = uint32(uintptr(list))
-		*(*uint32)(unsafe.Add(result, 24)) = uint32(n)
-	}
-	return result
+	return nil
 }
 
-// The adapter's memory while Go starts (see componentize-go.mjs): the WASI
-// adapter allocates its state through cabi_realloc on its first call, which
-// comes from inside Go's _initialize, before Go can run cabi_realloc. The
-// marker lets the build find this array in the module's data; Go's linker
-// leaves its zeros out of the file.
-const adapterArenaSize = 1 << 20
+func isLowerAlnum(b byte) bool { return 'a' <= b && b <= 'z' || '0' <= b && b <= '9' }
 
-var adapterArena = [adapterArenaSize]byte{'b', 'e', 'r', 't', 'h', '-', 'a', 'd', 'a', 'p', 't', 'e', 'r', '-', 'a', 'r', 'e', 'n', 'a', ':',
-	adapterArenaSize & 0xff, adapterArenaSize >> 8 & 0xff, adapterArenaSize >> 16 & 0xff, adapterArenaSize >> 24 & 0xff}
-
-var keepAdapterArena *[adapterArenaSize]byte
-
-func init() { keepAdapterArena = &adapterArena }
+func isAlnum(b byte) bool { return isLowerAlnum(b) || 'A' <= b && b <= 'Z' }
 
 // A c-shared (reactor) module still needs a main.
 func main() {}

@@ -63,6 +63,11 @@ export class Request {
 
 export function pointer(segments: Iterable<string>): string;
 
+/** Kubernetes name checks (Rust: `berth_sdk::names`): null, or what is wrong. */
+export function checkDnsSubdomain(name: string): string | null;
+export function checkLabelKey(key: string): string | null;
+export function checkLabelValue(value: string): string | null;
+
 export type PatchOp =
   | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
   | { op: 'remove'; path: string };

@@ -27,7 +27,8 @@
 // The names are the Rust SDK's, in camelCase: Request (request.object(),
 // request.oldObject(), request.requireKind()), Patch and pointer(), Verdict
 // (allow, deny, denyWithCode, mutate, withWarning), Settings and
-// SettingsError, PolicyError, log. The contract is plugins/wit/policy.wit.
+// SettingsError, PolicyError, log, and the name checks (checkLabelKey,
+// checkLabelValue, checkDnsSubdomain). The contract is plugins/wit/policy.wit.
 
 import { log as hostLog } from 'berth:policy/host@0.3.0';
 
@@ -251,6 +252,66 @@ export class Verdict {
   patch() {
     return this.decision.tag === 'mutate' ? this.decision.val : null;
   }
+}
+
+// Checks for Kubernetes names and labels, for settings that name objects or
+// labels (Rust: `berth_sdk::names`). Each returns null when the name is
+// good, else the problem, in the Rust SDK's words.
+
+/** A DNS subdomain (RFC 1123), as most Kubernetes object names are
+ * (Secrets, StorageClasses, ...): null, or what is wrong. */
+export function checkDnsSubdomain(name) {
+  if (name.length === 0 || utf8Length(name) > 253) return 'must have 1 to 253 characters';
+  for (const label of name.split('.')) {
+    if (!isLowerAlnum(label.charAt(0)) || !isLowerAlnum(label.charAt(label.length - 1))) {
+      return "each '.'-separated part must start and end with a lowercase letter or digit";
+    }
+    if (![...label].every((c) => isLowerAlnum(c) || c === '-')) {
+      return "may have only lowercase letters, digits, '-' and '.'";
+    }
+  }
+  return null;
+}
+
+/** A label key: an optional DNS-subdomain prefix and `/`, then a name of 1
+ * to 63 alphanumerics, `-`, `_` and `.`, alphanumeric at both ends: null,
+ * or what is wrong. */
+export function checkLabelKey(key) {
+  const slash = key.lastIndexOf('/');
+  if (slash >= 0 && checkDnsSubdomain(key.slice(0, slash)) !== null) {
+    return "its prefix (before '/') must be a DNS subdomain";
+  }
+  const name = key.slice(slash + 1);
+  if (name === '') return 'must have a name (after any prefix)';
+  if (checkLabelValue(name) !== null) {
+    return "its name must have 1 to 63 letters, digits, '-', '_' or '.', a letter or digit at each end";
+  }
+  return null;
+}
+
+/** A label value: empty, or 1 to 63 alphanumerics, `-`, `_` and `.`,
+ * alphanumeric at both ends: null, or what is wrong. */
+export function checkLabelValue(value) {
+  const inner = [...value].every((c) => isAlnum(c) || c === '-' || c === '_' || c === '.');
+  const ends = value === '' || (isAlnum(value.charAt(0)) && isAlnum(value.charAt(value.length - 1)));
+  if (utf8Length(value) > 63 || !inner || !ends) {
+    return "must have at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end";
+  }
+  return null;
+}
+
+const isLowerAlnum = (c) => (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+const isAlnum = (c) => isLowerAlnum(c) || (c >= 'A' && c <= 'Z');
+
+// Lengths in UTF-8 bytes, as Rust counts them, so a long non-ASCII name
+// gets the same message in every language.
+function utf8Length(text) {
+  let bytes = 0;
+  for (const c of text) {
+    const code = c.codePointAt(0);
+    bytes += code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+  }
+  return bytes;
 }
 
 /** A policy's settings, from the `settings` of its berth.yaml entry. A

@@ -26,7 +26,9 @@ A policy is a settings dataclass and one ``evaluate`` function::
 The names are the Rust SDK's: Request (request.object(),
 request.old_object(), request.require_kind()), Patch and pointer(), Verdict
 (allow, deny, deny_with_code, mutate, with_warning), Settings and
-SettingsError, PolicyError, log. The contract is plugins/wit/policy.wit.
+SettingsError, PolicyError, log, and the name checks (check_label_key,
+check_label_value, check_dns_subdomain). The contract is
+plugins/wit/policy.wit.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Verdict",
+    "check_dns_subdomain",
+    "check_label_key",
+    "check_label_value",
     "export_plugin",
     "log",
     "pointer",
@@ -317,6 +322,56 @@ class Verdict:
 
     def __repr__(self) -> str:
         return f"Verdict({self.decision!r}, warnings={self.warnings!r})"
+
+
+# Checks for Kubernetes names and labels, for settings that name objects or
+# labels (Rust: ``berth_sdk::names``). Each returns None when the name is
+# good, else the problem, in the Rust SDK's words.
+
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _utf8_length(text: str) -> int:
+    """Lengths in UTF-8 bytes, as Rust counts them."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_dns_subdomain(name: str) -> Optional[str]:
+    """A DNS subdomain (RFC 1123), as most Kubernetes object names are
+    (Secrets, StorageClasses, ...): None, or what is wrong."""
+    if not name or _utf8_length(name) > 253:
+        return "must have 1 to 253 characters"
+    for label in name.split("."):
+        if not label or label[0] not in _LOWER_ALNUM or label[-1] not in _LOWER_ALNUM:
+            return "each '.'-separated part must start and end with a lowercase letter or digit"
+        if not all(c in _LOWER_ALNUM or c == "-" for c in label):
+            return "may have only lowercase letters, digits, '-' and '.'"
+    return None
+
+
+def check_label_key(key: str) -> Optional[str]:
+    """A label key: an optional DNS-subdomain prefix and ``/``, then a name of
+    1 to 63 alphanumerics, ``-``, ``_`` and ``.``, alphanumeric at both ends:
+    None, or what is wrong."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and check_dns_subdomain(prefix) is not None:
+        return "its prefix (before '/') must be a DNS subdomain"
+    if not name:
+        return "must have a name (after any prefix)"
+    if check_label_value(name) is not None:
+        return "its name must have 1 to 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
+    return None
+
+
+def check_label_value(value: str) -> Optional[str]:
+    """A label value: empty, or 1 to 63 alphanumerics, ``-``, ``_`` and
+    ``.``, alphanumeric at both ends: None, or what is wrong."""
+    inner = all(c in _ALNUM or c in "-_." for c in value)
+    ends = not value or (value[0] in _ALNUM and value[-1] in _ALNUM)
+    if _utf8_length(value) > 63 or not inner or not ends:
+        return "must have at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
+    return None
 
 
 class Settings:

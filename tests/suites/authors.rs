@@ -390,3 +390,64 @@ fn eval_diff_shows_each_policy_and_the_change_on_the_seed_bookie() {
         assert!(out.contains(line), "{line:?} in\n{out}");
     }
 }
+
+/// Run an SDK's own unit tests natively in `plugins/<sdk>`: `program` is the
+/// toolchain's path, `what` how to get it when it is missing. Returns
+/// stdout and stderr together, after asserting success.
+fn sdk_unit_tests(sdk: &str, program: &Path, args: &[&str], envs: &[(&str, PathBuf)], what: &str) -> String {
+    let dir = repo().join("plugins").join(sdk);
+    let mut command = Command::new(program);
+    command.current_dir(&dir).args(args);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{} for {sdk}'s unit tests: {error} ({what})", program.display()));
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{} {args:?} in {}:\n{text}", program.display(), dir.display());
+    text
+}
+
+/// A toolchain `.ci/install-tools` puts in the checkout, or a variable's.
+fn ci_tool(variable: Option<&str>, path: &str) -> PathBuf {
+    variable.and_then(std::env::var_os).map(PathBuf::from).unwrap_or_else(|| repo().join(path))
+}
+
+const INSTALL: &str = "`bash .ci/install-tools` installs it into the checkout";
+
+#[test]
+fn the_javascript_sdk_passes_its_unit_tests() {
+    let node = repo().join(".ci/node/bin/node");
+    let node = if node.exists() { node } else { PathBuf::from("node") };
+    let args = ["--import", "./test/register.mjs", "--test", "test/berth-sdk.test.mjs"];
+    let out = sdk_unit_tests("sdk-js", &node, &args, &[], &format!("Node.js 20.12 or newer on PATH; {INSTALL}"));
+    let count = |label: &str| out.lines().find_map(|line| line.strip_prefix(label)?.trim().parse::<usize>().ok());
+    assert!(count("# pass ").is_some_and(|n| n > 0) && count("# fail ") == Some(0), "{out}");
+}
+
+#[test]
+fn the_python_sdk_passes_its_unit_tests() {
+    let python = ci_tool(None, ".ci/venv/bin/python3");
+    // -B: no __pycache__ written into the checkout.
+    let out = sdk_unit_tests("sdk-python", &python, &["-B", "-m", "unittest", "-v"], &[], INSTALL);
+    let ran = out.lines().find_map(|line| line.strip_prefix("Ran ")?.split(' ').next()?.parse::<usize>().ok());
+    assert!(ran.is_some_and(|n| n > 0) && out.trim_end().ends_with("OK"), "{out}");
+}
+
+#[test]
+fn the_go_sdk_passes_its_unit_tests() {
+    let go = ci_tool(Some("BERTH_GO"), ".ci/venv/bin/go");
+    let envs = [
+        ("GOCACHE", repo().join("target/go-build")),
+        ("GOFLAGS", PathBuf::from("-mod=mod")),
+        ("GOPROXY", PathBuf::from("off")),
+        ("GOTOOLCHAIN", PathBuf::from("local")),
+    ];
+    let out =
+        sdk_unit_tests("sdk-go", &go, &["test", "-count=1", "-v", "."], &envs, &format!("Go 1.24 or newer; {INSTALL}"));
+    assert!(
+        out.contains("--- PASS: TestNamesAsTheRustSDK") && !out.contains("--- FAIL") && out.contains("ok  \tberth-sdk"),
+        "{out}"
+    );
+}

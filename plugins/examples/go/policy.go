@@ -10,7 +10,6 @@ package main
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -27,11 +26,11 @@ type Label struct {
 }
 
 func (s *SamplePolicySettings) Validate() error {
-	if problem := labelKeyProblem(s.Label.Key); problem != "" {
-		return &SettingsError{Field: "label.key", Message: problem}
+	if err := CheckLabelKey(s.Label.Key); err != nil {
+		return &SettingsError{Field: "label.key", Message: err.Error()}
 	}
-	if problem := labelValueProblem(s.Label.Value); problem != "" {
-		return &SettingsError{Field: "label.value", Message: problem}
+	if err := CheckLabelValue(s.Label.Value); err != nil {
+		return &SettingsError{Field: "label.value", Message: err.Error()}
 	}
 	return nil
 }
@@ -160,54 +159,6 @@ func floats(image string) string {
 		return "has neither tag nor digest"
 	case tag == "latest":
 		return "is tagged :latest"
-	}
-	return ""
-}
-
-var (
-	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
-	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-)
-
-// labelKeyProblem: a label key is an optional DNS-subdomain prefix and `/`,
-// then a name of 1 to 63 letters, digits, `-`, `_` and `.`, a letter or
-// digit at each end.
-func labelKeyProblem(key string) string {
-	name := key
-	if slash := strings.LastIndex(key, "/"); slash >= 0 {
-		if dnsSubdomainProblem(key[:slash]) != "" {
-			return "its prefix (before '/') must be a DNS subdomain"
-		}
-		name = key[slash+1:]
-	}
-	if name == "" {
-		return "must have a name (after any prefix)"
-	}
-	if labelValueProblem(name) != "" {
-		return "its name must have 1 to 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
-	}
-	return ""
-}
-
-// labelValueProblem: a label value is empty, or up to 63 letters, digits,
-// `-`, `_` and `.`, a letter or digit at each end.
-func labelValueProblem(value string) string {
-	if len(value) > 63 || !labelValue.MatchString(value) {
-		return "must have at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
-	}
-	return ""
-}
-
-// dnsSubdomainProblem: a DNS subdomain (RFC 1123), as most Kubernetes
-// object names are.
-func dnsSubdomainProblem(name string) string {
-	if len(name) == 0 || len(name) > 253 {
-		return "must have 1 to 253 characters"
-	}
-	for _, part := range strings.Split(name, ".") {
-		if !dnsLabel.MatchString(part) {
-			return "each '.'-separated part must be lowercase letters, digits and '-', a letter or digit at each end"
-		}
 	}
 	return ""
 }

@@ -7,7 +7,17 @@
 //
 // Build with `berth plugin build .`, test with `berth test .`.
 
-import { exportPlugin, log, pointer, Patch, Settings, SettingsError, Verdict } from './berth-sdk.js';
+import {
+  checkLabelKey,
+  checkLabelValue,
+  exportPlugin,
+  log,
+  pointer,
+  Patch,
+  Settings,
+  SettingsError,
+  Verdict,
+} from './berth-sdk.js';
 
 /** The policy's `settings` in berth.yaml:
  * `{"label": {"key": "example.com/checked", "value": "true"}}`. */
@@ -16,10 +26,10 @@ class SamplePolicySettings extends Settings {
   static schema = { label: { key: 'string', value: 'string' } };
 
   validate() {
-    const keyProblem = labelKeyProblem(this.label.key);
-    if (keyProblem) throw new SettingsError('label.key', keyProblem);
-    const valueProblem = labelValueProblem(this.label.value);
-    if (valueProblem) throw new SettingsError('label.value', valueProblem);
+    const keyProblem = checkLabelKey(this.label.key);
+    if (keyProblem !== null) throw new SettingsError('label.key', keyProblem);
+    const valueProblem = checkLabelValue(this.label.value);
+    if (valueProblem !== null) throw new SettingsError('label.value', valueProblem);
   }
 }
 
@@ -101,39 +111,6 @@ function floats(image) {
   const colon = last.indexOf(':');
   if (colon < 0) return 'has neither tag nor digest';
   if (last.slice(colon + 1) === 'latest') return 'is tagged :latest';
-  return null;
-}
-
-/** A label key: an optional DNS-subdomain prefix and `/`, then a name of 1
- * to 63 letters, digits, `-`, `_` and `.`, a letter or digit at each end. */
-function labelKeyProblem(key) {
-  const slash = key.lastIndexOf('/');
-  const name = slash < 0 ? key : key.slice(slash + 1);
-  if (slash >= 0 && dnsSubdomainProblem(key.slice(0, slash))) {
-    return "its prefix (before '/') must be a DNS subdomain";
-  }
-  if (name === '') return 'must have a name (after any prefix)';
-  if (labelValueProblem(name)) {
-    return "its name must have 1 to 63 letters, digits, '-', '_' or '.', a letter or digit at each end";
-  }
-  return null;
-}
-
-/** A label value: empty, or up to 63 letters, digits, `-`, `_` and `.`, a
- * letter or digit at each end. */
-function labelValueProblem(value) {
-  if (value.length > 63 || !/^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/.test(value)) {
-    return "must have at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end";
-  }
-  return null;
-}
-
-/** A DNS subdomain (RFC 1123), as most Kubernetes object names are. */
-function dnsSubdomainProblem(name) {
-  if (name.length === 0 || name.length > 253) return 'must have 1 to 253 characters';
-  if (!name.split('.').every((part) => /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(part))) {
-    return "each '.'-separated part must be lowercase letters, digits and '-', a letter or digit at each end";
-  }
   return null;
 }
 

@@ -9,11 +9,20 @@ Build with ``berth plugin build .``, test with ``berth test .``.
 """
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Optional
 
-from berth_sdk import Patch, Settings, SettingsError, Verdict, export_plugin, log, pointer
+from berth_sdk import (
+    Patch,
+    Settings,
+    SettingsError,
+    Verdict,
+    check_label_key,
+    check_label_value,
+    export_plugin,
+    log,
+    pointer,
+)
 
 
 @dataclass
@@ -31,11 +40,11 @@ class SamplePolicySettings(Settings):
     label: Label
 
     def validate(self):
-        problem = label_key_problem(self.label.key)
-        if problem:
+        problem = check_label_key(self.label.key)
+        if problem is not None:
             raise SettingsError("label.key", problem)
-        problem = label_value_problem(self.label.value)
-        if problem:
+        problem = check_label_value(self.label.value)
+        if problem is not None:
             raise SettingsError("label.value", problem)
 
 
@@ -112,41 +121,6 @@ def floats(image) -> Optional[str]:
         return "has neither tag nor digest"
     if last.split(":", 1)[1] == "latest":
         return "is tagged :latest"
-    return None
-
-
-LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
-
-def label_key_problem(key) -> Optional[str]:
-    """A label key: an optional DNS-subdomain prefix and ``/``, then a name of
-    1 to 63 letters, digits, ``-``, ``_`` and ``.``, a letter or digit at each
-    end."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and dns_subdomain_problem(prefix):
-        return "its prefix (before '/') must be a DNS subdomain"
-    if name == "":
-        return "must have a name (after any prefix)"
-    if label_value_problem(name):
-        return "its name must have 1 to 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
-    return None
-
-
-def label_value_problem(value) -> Optional[str]:
-    """A label value: empty, or up to 63 letters, digits, ``-``, ``_`` and
-    ``.``, a letter or digit at each end."""
-    if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
-        return "must have at most 63 letters, digits, '-', '_' or '.', a letter or digit at each end"
-    return None
-
-
-def dns_subdomain_problem(name) -> Optional[str]:
-    """A DNS subdomain (RFC 1123), as most Kubernetes object names are."""
-    if not 1 <= len(name) <= 253:
-        return "must have 1 to 253 characters"
-    if not all(DNS_LABEL.fullmatch(part) for part in name.split(".")):
-        return "each '.'-separated part must be lowercase letters, digits and '-', a letter or digit at each end"
     return None
 
 

@@ -91,9 +91,19 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
 }
 
 /// An SDK that a project carries beside its own code: every file of it but
-/// its README, which documents the SDK in this repository.
+/// what serves the SDK in this repository: its README, its own tests, and
+/// the Go module its tests run in (the project has its own go.mod).
 fn sdk_files(set: &'static str) -> impl Iterator<Item = (String, Vec<u8>)> {
-    files(set).filter(|(path, _)| *path != "README.md").map(|(path, bytes)| (path.to_owned(), bytes.to_vec()))
+    files(set).filter(|(path, _)| !repository_only(path)).map(|(path, bytes)| (path.to_owned(), bytes.to_vec()))
+}
+
+fn repository_only(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    matches!(path, "README.md" | "go.mod")
+        || path.starts_with("test/")
+        || path.starts_with("tests/")
+        || file.ends_with("_test.go")
+        || (file.starts_with("test_") && file.ends_with(".py"))
 }
 
 fn camel_case(name: &str) -> String {
@@ -193,5 +203,49 @@ mod tests {
         assert!(matches!(again, ScaffoldError::NotEmpty(_)), "{again}");
         let bad = scaffold("Demo", Language::Rust, &dir.path().join("x")).unwrap_err();
         assert!(bad.to_string().contains("\"Demo\""), "{bad}");
+    }
+
+    /// The SDKs' own tests and README stay in this repository; the SDK
+    /// itself, and the project's go.mod (not the SDK's), go to the project.
+    #[test]
+    fn a_project_gets_the_sdk_without_its_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        for (language, sdk, tests) in [
+            (Language::Js, "berth-sdk.js", "test/berth-sdk.test.mjs"),
+            (Language::Python, "berth_sdk.py", "test_berth_sdk.py"),
+            (Language::Go, "berth_sdk.go", "berth_sdk_test.go"),
+        ] {
+            let set = format!("sdk-{}", language.as_str());
+            assert!(files(&set).any(|(path, _)| path == tests), "{set} has its tests, {tests}");
+            let project = dir.path().join(language.as_str());
+            let written = scaffold("demo", language, &project).unwrap();
+            let relative: Vec<_> =
+                written.iter().map(|path| path.strip_prefix(&project).unwrap().display().to_string()).collect();
+            assert!(relative.iter().any(|path| path == sdk), "{sdk} in {relative:?}");
+            assert!(!relative.contains(&tests.to_owned()), "{tests} in {relative:?}");
+            for (path, _) in files(&set).filter(|(path, _)| repository_only(path)) {
+                if !matches!(path, "README.md" | "go.mod") {
+                    assert!(!project.join(path).exists(), "{set}'s {path} in the project");
+                }
+            }
+        }
+        let go_mod = std::fs::read_to_string(dir.path().join("go/go.mod")).unwrap();
+        assert!(go_mod.starts_with("module demo\n"), "the project's own go.mod: {go_mod}");
+        assert!(
+            dir.path().join("go/berth_sdk_wasip1.go").is_file() && dir.path().join("go/berth_sdk_native.go").is_file()
+        );
+    }
+
+    #[test]
+    fn repository_only_files_are_the_readme_the_tests_and_the_sdk_module() {
+        for path in ["README.md", "go.mod", "test/register.mjs", "tests/x.py", "berth_sdk_test.go", "test_berth_sdk.py"]
+        {
+            assert!(repository_only(path), "{path}");
+        }
+        for path in
+            ["berth-sdk.js", "berth_sdk.go", "berth_sdk_wasip1.go", "berth_sdk.py", "componentize-go.mjs", "latest.py"]
+        {
+            assert!(!repository_only(path), "{path}");
+        }
     }
 }

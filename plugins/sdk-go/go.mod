@@ -1,0 +1,3 @@
+module berth-sdk
+
+go 1.27
