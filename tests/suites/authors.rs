@@ -235,7 +235,7 @@ fn the_sample_policy_in_rust_javascript_python_and_go_agrees_on_every_fixture() 
 /// The cases a test file declares.
 fn case_count(path: &Path) -> usize {
     let text = std::fs::read_to_string(path).expect("the test file");
-    let file: Value = serde_yaml::from_str(&text).expect("YAML");
+    let file: Value = berth::yaml::from_str(&text).expect("YAML");
     file["cases"].as_array().map_or(0, Vec::len)
 }
 

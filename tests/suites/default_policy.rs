@@ -17,7 +17,6 @@ use berth::runtime::{ArtifactCache, Runtime, RuntimeOptions};
 use berth_e2e::admission::{Answer, check, with_object};
 use berth_e2e::fixtures::{self, Fixture};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -79,8 +78,7 @@ fn chart_labels(chart: &str, object: &Value) -> Value {
         return labels.clone();
     };
     let text = std::fs::read_to_string(cluster_yaml(chart)).expect("cluster.yaml");
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = Value::deserialize(document).expect("cluster.yaml is YAML");
+    for value in berth::yaml::documents::<Value>(&text).expect("cluster.yaml is YAML") {
         if value["metadata"]["uid"] == owner["uid"] {
             return value["metadata"]["labels"].clone();
         }

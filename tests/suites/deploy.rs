@@ -25,8 +25,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use serde::Deserialize as _;
-use serde_yaml::Value;
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -107,10 +106,7 @@ pub(crate) fn render(args: &[&str]) -> Rendered {
 }
 
 fn parse_documents(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| Value::deserialize(doc).expect("helm renders YAML"))
-        .filter(|doc| !doc.is_null())
-        .collect()
+    berth::yaml::documents(text).expect("helm renders YAML")
 }
 
 impl Rendered {
@@ -130,7 +126,7 @@ impl Rendered {
     }
 
     pub(crate) fn typed<T: serde::de::DeserializeOwned>(&self, kind: &str) -> T {
-        serde_yaml::from_value(self.get(kind).clone()).unwrap_or_else(|e| panic!("{kind}: {e}"))
+        serde_json::from_value(self.get(kind).clone()).unwrap_or_else(|e| panic!("{kind}: {e}"))
     }
 
     pub(crate) fn workload(&self) -> StatefulSet {
@@ -189,7 +185,7 @@ pub(crate) fn validate_for(rendered: &Rendered, [oldest, newest]: [&str; 2]) {
 /// fields berth relies on), so nothing is left unchecked.
 pub(crate) fn deserialize_all(rendered: &Rendered) {
     fn as_type<T: serde::de::DeserializeOwned>(object: &Value) {
-        serde_yaml::from_value::<T>(object.clone()).unwrap_or_else(|e| panic!("{}: {e}", str_of(&object["kind"])));
+        serde_json::from_value::<T>(object.clone()).unwrap_or_else(|e| panic!("{}: {e}", str_of(&object["kind"])));
     }
     for object in &rendered.objects {
         match str_of(&object["kind"]) {
@@ -296,13 +292,13 @@ fn a_validator_that_passes_everything_would_be_caught() {
     assert!(stdout.contains("ERROR") && stdout.contains("statefulset/berth"), "{stdout}");
 }
 
-/// Both webhook configurations, as `serde_yaml::Value`s with their kind.
+/// Both webhook configurations, as `Value`s with their kind.
 fn webhooks(rendered: &Rendered) -> Vec<(String, Value)> {
     ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
         .into_iter()
         .map(|kind| {
             let config = rendered.get(kind);
-            let hooks = config["webhooks"].as_sequence().expect("webhooks");
+            let hooks = config["webhooks"].as_array().expect("webhooks");
             assert_eq!(hooks.len(), 1, "{kind}: one webhook");
             (kind.to_owned(), hooks[0].clone())
         })
@@ -310,7 +306,7 @@ fn webhooks(rendered: &Rendered) -> Vec<(String, Value)> {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).expect("YAML")
+    berth::yaml::from_str(text).expect("YAML")
 }
 
 #[test]
@@ -348,7 +344,7 @@ fn the_webhook_configurations_exclude_kube_system_and_berths_namespace_and_say_h
         // Pods on CREATE and UPDATE (image policies also run on UPDATE),
         // kubectl debug's ephemeral containers, PVCs on CREATE.
         let rules: BTreeMap<String, Value> = hook["rules"]
-            .as_sequence()
+            .as_array()
             .expect("rules")
             .iter()
             .map(|rule| {
@@ -473,7 +469,7 @@ fn access(rendered: &Rendered) -> (BTreeSet<(String, String)>, BTreeSet<String>)
     let mut pairs = BTreeSet::new();
     let mut verbs = BTreeSet::new();
     for role in rendered.all("ClusterRole") {
-        let role: ClusterRole = serde_yaml::from_value(role.clone()).expect("ClusterRole");
+        let role: ClusterRole = serde_json::from_value(role.clone()).expect("ClusterRole");
         for rule in role.rules.unwrap_or_default() {
             verbs.extend(rule.verbs);
             for group in rule.api_groups.unwrap_or_default() {
@@ -557,15 +553,15 @@ fn a_policy_that_selects_namespaces_by_label_needs_rbac_namespaces() {
 }
 
 fn policies_of(text: &str) -> Vec<Value> {
-    let config: Value = serde_yaml::from_str(text).expect("berth.yaml is YAML");
-    config["policies"].as_sequence().expect("policies").clone()
+    let config: Value = berth::yaml::from_str(text).expect("berth.yaml is YAML");
+    config["policies"].as_array().expect("policies").clone()
 }
 
 #[test]
 fn the_configmap_with_default_values_is_the_embedded_policy() {
     let rendered = render(&[]);
-    let config: Value = serde_yaml::from_str(&rendered.berth_yaml()).expect("YAML");
-    let keys: Vec<&str> = config.as_mapping().expect("mapping").keys().map(str_of).collect();
+    let config: Value = berth::yaml::from_str(&rendered.berth_yaml()).expect("YAML");
+    let keys: Vec<&str> = config.as_object().expect("mapping").keys().map(String::as_str).collect();
     assert_eq!(keys, ["policies"], "only policies: the audit log is configured by flags");
     // berth embeds exactly these files, in this order (config.rs).
     let mut embedded = Vec::new();
@@ -1078,7 +1074,7 @@ fn the_helm_test_hook_passes_against_the_rendered_statefulset() {
         .into_iter()
         .find(|p| p["metadata"]["annotations"]["helm.sh/hook"] == "test")
         .expect("a helm test hook");
-    let hook: Pod = serde_yaml::from_value(hook.clone()).expect("Pod");
+    let hook: Pod = serde_json::from_value(hook.clone()).expect("Pod");
     let spec = hook.spec.expect("spec");
     let container = &spec.containers[0];
     let mut env: BTreeMap<String, String> =

@@ -22,7 +22,6 @@ use berth::runtime::{ArtifactCache, Runtime, RuntimeOptions};
 use berth_e2e::admission::{Answer, check, with_object};
 use berth_e2e::fixtures;
 use berth_e2e::server::Server;
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -102,12 +101,9 @@ fn unknown_labels(set: &str, digest_image: &str) -> Unknown {
     let source = fixtures::dir().join(set);
     let text = std::fs::read_to_string(source.join("cluster.yaml")).expect("cluster.yaml");
     let mut items = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let mut value = Value::deserialize(document).expect("cluster.yaml is YAML");
-        if !value.is_null() {
-            rename_labels(&mut value);
-            items.push(value);
-        }
+    for mut value in berth::yaml::documents::<Value>(&text).expect("cluster.yaml is YAML") {
+        rename_labels(&mut value);
+        items.push(value);
     }
     let cluster = dir.path().join("cluster.json");
     std::fs::write(&cluster, json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()).expect("write");

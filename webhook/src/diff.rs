@@ -14,7 +14,7 @@ pub fn yaml(old: &Value, new: &Value, old_name: &str, new_name: &str) -> String 
 
 fn to_yaml(value: &Value) -> String {
     // A JSON value always has a YAML form; the fallback is never reached.
-    serde_yaml::to_string(value).unwrap_or_else(|err| format!("# cannot show as YAML: {err}\n"))
+    crate::yaml::to_string(value).unwrap_or_else(|err| format!("# cannot show as YAML: {err}\n"))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod project;
 pub mod review;
 pub mod runtime;
 pub mod server;
+pub mod yaml;
 
 /// An error and its sources on one line, for logs and answers. A cause
 /// whose text is already there is skipped: some libraries' errors (hyper's,

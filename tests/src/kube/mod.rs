@@ -35,7 +35,6 @@ pub use store::ObjectError;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -135,7 +134,7 @@ pub enum ClusterError {
     Parse {
         path: PathBuf,
         #[source]
-        source: serde_yaml::Error,
+        source: berth::yaml::Error,
     },
     #[error("{path}: document {index}")]
     Object {
@@ -149,15 +148,7 @@ pub enum ClusterError {
 /// The objects of a multi-document `cluster.yaml` (empty documents skipped).
 pub fn load_cluster(path: &Path) -> Result<Vec<Value>, ClusterError> {
     let text = std::fs::read_to_string(path).map_err(|source| ClusterError::Read { path: path.to_owned(), source })?;
-    let mut objects = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let object =
-            Value::deserialize(document).map_err(|source| ClusterError::Parse { path: path.to_owned(), source })?;
-        if !object.is_null() {
-            objects.push(object);
-        }
-    }
-    Ok(objects)
+    berth::yaml::documents(&text).map_err(|source| ClusterError::Parse { path: path.to_owned(), source })
 }
 
 /// A Namespace object, labelled as the API labels it (with its name).

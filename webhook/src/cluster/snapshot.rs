@@ -18,12 +18,12 @@ pub enum SnapshotError {
         #[source]
         error: std::io::Error,
     },
-    #[error("{path}: document {index} is not a Kubernetes object")]
+    /// The source names the line.
+    #[error("{path}: not a stream of Kubernetes objects")]
     Parse {
         path: PathBuf,
-        index: usize,
         #[source]
-        error: serde_yaml::Error,
+        error: crate::yaml::Error,
     },
 }
 
@@ -84,15 +84,11 @@ impl Cluster {
 
 fn read(path: &Path) -> Result<Vec<Object>, SnapshotError> {
     let text = std::fs::read_to_string(path).map_err(|error| SnapshotError::Read { path: path.to_owned(), error })?;
-    let mut objects = Vec::new();
     // JSON is YAML, so one parser takes both.
-    for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let parse = |error| SnapshotError::Parse { path: path.to_owned(), index, error };
-        let value = serde_yaml::Value::deserialize(document).map_err(parse)?;
-        if value.is_null() {
-            continue;
-        }
-        let object: Object = serde_yaml::from_value(value).map_err(parse)?;
+    let documents: Vec<Object> =
+        crate::yaml::documents(&text).map_err(|error| SnapshotError::Parse { path: path.to_owned(), error })?;
+    let mut objects = Vec::new();
+    for object in documents {
         flatten(object, &mut objects);
     }
     Ok(objects)
@@ -162,11 +158,15 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_document_names_its_file_and_index() {
+    fn a_broken_document_names_its_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.yaml");
         std::fs::write(&path, "kind: Namespace\n---\n- not\n- an object\n").unwrap();
-        let err = Cluster::snapshot(std::slice::from_ref(&path)).unwrap_err();
-        assert!(err.to_string().contains("document 1"), "{err}");
+        let err = crate::error_chain(&Cluster::snapshot(std::slice::from_ref(&path)).unwrap_err());
+        assert!(err.starts_with(&path.display().to_string()) && err.contains("line 3"), "{err}");
+        // Two objects of one uid in one document would hide one: refused.
+        std::fs::write(&path, "kind: Job\nmetadata:\n  uid: a\n  uid: b\n").unwrap();
+        let err = crate::error_chain(&Cluster::snapshot(std::slice::from_ref(&path)).unwrap_err());
+        assert!(err.contains("duplicate") && err.contains("line 4"), "{err}");
     }
 }

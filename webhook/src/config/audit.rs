@@ -34,6 +34,7 @@ pub struct AuditSpec {
     pub on_error: OnError,
     /// Record every mutation too, not only denials and errors.
     pub record_mutations: bool,
+    #[serde(deserialize_with = "super::empty_as_default")]
     pub redact: RedactSpec,
 }
 
@@ -121,6 +122,7 @@ pub struct RedactSpec {
     /// Everything under a `data` or `stringData` field, at any depth.
     pub data: bool,
     /// More JSON Pointers to redact; `*` matches any one segment.
+    #[serde(deserialize_with = "super::empty_as_default")]
     pub paths: Vec<String>,
     /// Record the object at all (false leaves `object` out of records).
     pub object: bool,
@@ -137,7 +139,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<AuditSpec, String> {
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+        crate::yaml::from_str(text).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -183,5 +185,8 @@ mod tests {
         let err =
             crate::error_chain(&crate::config::Config::parse("audit:\n  maxFiles: 0\n", "berth.yaml").unwrap_err());
         assert!(err.contains("maxFiles"), "{err}");
+        let spec = parse("redact:\n").unwrap();
+        assert_eq!(spec.redact, RedactSpec::default());
+        assert!(parse("redact:\n  paths:\n").unwrap().redact.paths.is_empty());
     }
 }

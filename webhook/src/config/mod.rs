@@ -27,7 +27,7 @@ pub enum ConfigError {
     Parse {
         origin: String,
         #[source]
-        error: serde_yaml::Error,
+        error: crate::yaml::Error,
     },
     #[error("{origin}: policy {policy:?}: {message}")]
     Invalid { origin: String, policy: String, message: String },
@@ -45,7 +45,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub policies: Vec<PolicySpec>,
     /// The audit log (docs/AUDIT.md).
     #[serde(default)]
@@ -72,7 +72,7 @@ pub struct PolicySpec {
     #[serde(default)]
     pub sha256: Option<String>,
     pub mode: Mode,
-    #[serde(default, rename = "match")]
+    #[serde(default, rename = "match", deserialize_with = "empty_as_default")]
     pub matcher: MatchSpec,
     #[serde(default)]
     pub failure_policy: FailurePolicy,
@@ -84,7 +84,7 @@ pub struct PolicySpec {
     #[serde(default)]
     pub settings: serde_json::Value,
     /// What the plugin is told of the cluster besides the request.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub context: Vec<ContextItem>,
     /// Whether calls may reuse a warm instance of the plugin.
     #[serde(default)]
@@ -123,16 +123,16 @@ pub enum FailurePolicy {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub operations: Vec<OperationMatch>,
     /// Plural resource names as in webhook rules: `pods`, `pods/status`,
     /// `pods/*`, `*`, `*/*`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub resources: Vec<String>,
     /// Namespaces by name; empty means all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub namespaces: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub exclude_namespaces: Vec<String>,
     #[serde(default)]
     pub namespace_selector: Option<LabelSelector>,
@@ -147,7 +147,7 @@ pub struct MatchSpec {
     #[serde(default, deserialize_with = "one_or_many")]
     pub helm_release: Vec<HelmRelease>,
     /// At least one of these must match as well; each is a whole `match`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub any_of: Vec<MatchSpec>,
 }
 
@@ -265,6 +265,12 @@ pub fn with_app_releases(sources: &[Source]) -> Result<Cow<'_, [Source]>, Config
     Ok(Cow::Owned(folded))
 }
 
+/// An empty value (`namespaces:` and nothing) is an empty list or map, as
+/// in Kubernetes manifests and as serde_yaml read it.
+pub(crate) fn empty_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(de: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<HelmRelease>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -310,9 +316,9 @@ impl OperationMatch {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelector {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub match_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub match_expressions: Vec<LabelRequirement>,
 }
 
@@ -321,7 +327,7 @@ pub struct LabelSelector {
 pub struct LabelRequirement {
     pub key: String,
     pub operator: SelectorOperator,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub values: Vec<String>,
 }
 
@@ -400,7 +406,7 @@ pub struct Source {
 impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: Config =
-            serde_yaml::from_str(text).map_err(|error| ConfigError::Parse { origin: origin.to_owned(), error })?;
+            crate::yaml::from_str(text).map_err(|error| ConfigError::Parse { origin: origin.to_owned(), error })?;
         config.checked(origin)
     }
 
@@ -460,6 +466,49 @@ mod tests {
         let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    tmeout: 1s\n";
         let err = crate::error_chain(&Config::parse(text, "berth.yaml").unwrap_err());
         assert!(err.starts_with("berth.yaml: ") && err.contains("tmeout") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn mistakes_deep_down_name_their_line() {
+        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      anyOf:\n        - namespaceSelector:\n            matchLabels: {team: data}\n            matchLabel: {}\n";
+        let err = crate::error_chain(&Config::parse(text, "berth.yaml").unwrap_err());
+        assert!(err.contains("matchLabel") && err.contains("line 9"), "{err}");
+        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    timeout: soon\n";
+        let err = crate::error_chain(&Config::parse(text, "berth.yaml").unwrap_err());
+        assert!(err.contains("not a duration") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_an_error_with_its_line() {
+        for (text, line) in [
+            ("policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    mode: validate\n", 5),
+            (
+                "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    settings:\n      tolerations: []\n      tolerations: [{key: x}]\n",
+                7,
+            ),
+            (
+                "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      objectSelector:\n        matchLabels: {app: kafka, app: pulsar}\n",
+                7,
+            ),
+        ] {
+            let err = crate::error_chain(&Config::parse(text, "berth.yaml").unwrap_err());
+            assert!(
+                err.starts_with("berth.yaml: ") && err.contains("duplicate") && err.contains(&format!("line {line}")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_value_is_an_empty_list_or_map() {
+        let config = Config::parse("policies:\n", "berth.yaml").unwrap();
+        assert!(config.policies.is_empty());
+        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n      namespaces:\n      objectSelector:\n        matchLabels:\n";
+        let policy = &Config::parse(text, "berth.yaml").unwrap().policies[0];
+        assert!(policy.matcher.namespaces.is_empty());
+        assert!(policy.matcher.object_selector.as_ref().unwrap().match_labels.is_empty());
+        let text = "policies:\n  - name: a\n    plugin: builtin:tolerations\n    mode: mutate\n    match:\n";
+        assert!(Config::parse(text, "berth.yaml").unwrap().policies[0].matcher.resources.is_empty());
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub enum TestFileError {
     Parse {
         path: PathBuf,
         #[source]
-        error: serde_yaml::Error,
+        error: crate::yaml::Error,
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -62,7 +62,7 @@ struct FileSpec {
     /// Each case is read on its own, so that one that is written wrong
     /// fails alone, named, and the others still run.
     #[serde(default)]
-    cases: Vec<serde_yaml::Value>,
+    cases: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -191,7 +191,7 @@ impl TestFile {
     pub fn read(path: &Path) -> Result<Self, TestFileError> {
         let text = std::fs::read_to_string(path).map_err(|error| TestFileError::Read { path: path.into(), error })?;
         let spec: FileSpec =
-            serde_yaml::from_str(&text).map_err(|error| TestFileError::Parse { path: path.into(), error })?;
+            crate::yaml::from_str(&text).map_err(|error| TestFileError::Parse { path: path.into(), error })?;
         let invalid = |message: String| TestFileError::Invalid { path: path.into(), message };
         let dir = path.parent().map(Path::to_owned).unwrap_or_default();
         let mut sources = Vec::new();
@@ -218,7 +218,7 @@ impl TestFile {
             .map(|(index, case)| {
                 let name = case.get("name").and_then(|name| name.as_str()).map(str::to_owned);
                 let label = name.map_or_else(|| format!("case {}", index + 1), |name| format!("case {name:?}"));
-                let case: CaseSpec = serde_yaml::from_value(case).map_err(|err| format!("{label}: {err}"))?;
+                let case: CaseSpec = serde_json::from_value(case).map_err(|err| format!("{label}: {err}"))?;
                 if case.expect.is_empty() {
                     return Err(format!("{label}: expect checks nothing"));
                 }
