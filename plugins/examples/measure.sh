@@ -42,5 +42,9 @@ for lang in rust js python go; do
 done
 echo
 echo "Calls on the bookie (criterion: median of the estimate, one thread):"
-BERTH_BENCH_PROJECTS=$(IFS=,; echo "${projects[*]}") \
-  env -u CARGO_TARGET_DIR cargo bench -p berth --bench languages --quiet -- --noplot 2>&1 | grep -E '^language/|time:' | paste - - | awk '{print $1, $5, $6}'
+if ! BERTH_BENCH_PROJECTS=$(IFS=,; echo "${projects[*]}") \
+  env -u CARGO_TARGET_DIR cargo bench -p berth --bench languages --quiet -- --noplot >"$work/bench.log" 2>&1; then
+  echo "the bench failed:"; tail -30 "$work/bench.log"; exit 1
+fi
+# criterion prints an id on its own line or before its times: keep the last.
+awk '/^language\//{id=$1} /time:/{for (i = 1; i <= NF; i++) if ($i == "time:") print id, $(i + 3), $(i + 4)}' "$work/bench.log"
