@@ -379,6 +379,10 @@ async fn accept(
                 tokio::select! {
                     accepted = open.accept() => {
                         if let Ok((tcp, _)) = accepted {
+                            // As kube-apiserver (Go sets it on every
+                            // connection): a response written in pieces
+                            // must not wait for the client's delayed ACK.
+                            let _ = tcp.set_nodelay(true);
                             tokio::spawn(connection(tcp, tls.clone(), shared.clone(), faults.clone()));
                         }
                     }
