@@ -124,6 +124,7 @@ fn main() -> anyhow::Result<()> {
         let api = runtime.block_on(FakeKubeApi::start(objects));
         let (server, ready) = start(&options, &api);
         let peak = field(&server, "VmHWM:")?;
+        let cpu = cpu_seconds(&server)?;
         std::thread::sleep(SETTLE);
         let rss = field(&server, "VmRSS:")?;
         let at_start = api.requests();
@@ -140,6 +141,7 @@ fn main() -> anyhow::Result<()> {
         rows.push(Row {
             n,
             ready,
+            cpu,
             peak,
             rss,
             per_object: if n > 0 { Some((rss as f64 - idle as f64) * 1024.0 / n as f64) } else { None },
@@ -158,6 +160,8 @@ fn main() -> anyhow::Result<()> {
 struct Row {
     n: usize,
     ready: Duration,
+    /// berth's CPU time (user and system) when ready.
+    cpu: f64,
     peak: u64,
     rss: u64,
     per_object: Option<f64>,
@@ -173,9 +177,10 @@ fn print_rows(options: &Options, rows: &[Row]) {
     let mib = |kib: u64| format!("{:.1}", kib as f64 / 1024.0);
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     println!(
-        "\n{:>7} | {:>8} | {:>8} | {:>8} | {:>7} | {:>13} | {:>13} | {:>6} | {:>17} | {:>17} | cache entries/bytes/at limit",
+        "\n{:>7} | {:>8} | {:>6} | {:>8} | {:>8} | {:>7} | {:>13} | {:>13} | {:>6} | {:>17} | {:>17} | cache entries/bytes/at limit",
         "N",
         "ready s",
+        "CPU s",
         "peak MiB",
         "RSS MiB",
         "B/obj",
@@ -187,9 +192,10 @@ fn print_rows(options: &Options, rows: &[Row]) {
     );
     for row in rows {
         println!(
-            "{:>7} | {:>8.2} | {:>8} | {:>8} | {:>7} | {:>13} | {:>13} | {:>6} | {:>17} | {:>17} | {}/{}/{}",
+            "{:>7} | {:>8.2} | {:>6.2} | {:>8} | {:>8} | {:>7} | {:>13} | {:>13} | {:>6} | {:>17} | {:>17} | {}/{}/{}",
             row.n,
             row.ready.as_secs_f64(),
+            row.cpu,
             mib(row.peak),
             mib(row.rss),
             row.per_object.map_or("-".to_owned(), |b| format!("{b:.0}")),
@@ -218,6 +224,15 @@ fn start(options: &Options, api: &FakeKubeApi) -> (Server, Duration) {
     let server = builder.spawn_listening();
     server.wait_for_log("ready", Duration::from_secs(600));
     (server, started.elapsed())
+}
+
+/// utime + stime of the process, in seconds (clock ticks of 1/100 s).
+fn cpu_seconds(server: &Server) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid()))?;
+    // Fields after the command (which may hold spaces), from the state on.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("stat")?.1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
 }
 
 fn field(server: &Server, name: &str) -> anyhow::Result<u64> {

@@ -161,11 +161,16 @@ pub struct OwnerCacheOptions {
     /// How long `/readyz` waits for the owners' first list; after it, berth
     /// serves, and looks up by GET the owners not listed yet.
     pub sync_deadline: Duration,
+    /// Objects per page of a paginated list.
+    pub page_size: u32,
+    /// List with a streaming watch (`sendInitialEvents`, Kubernetes
+    /// WatchList) instead of pages.
+    pub streaming: bool,
 }
 
 impl Default for OwnerCacheOptions {
     fn default() -> Self {
-        Self { limit: 64 << 20, sync_deadline: Duration::from_secs(20) }
+        Self { limit: 64 << 20, sync_deadline: Duration::from_secs(20), page_size: 500, streaming: false }
     }
 }
 
@@ -236,7 +241,7 @@ impl Watches {
                     .into_iter()
                     .map(|kind| {
                         let store = Arc::new(OwnerStore::new(shared.clone()));
-                        watch_owners(client.clone(), kind, Arc::downgrade(&store), self.options.sync_deadline);
+                        watch_owners(client.clone(), kind, Arc::downgrade(&store), self.options);
                         (kind, store)
                     })
                     .collect();
@@ -256,32 +261,29 @@ impl Watches {
     }
 }
 
-fn watch_owners(client: Client, kind: OwnerKind, store: Weak<OwnerStore>, deadline: Duration) {
+fn watch_owners(client: Client, kind: OwnerKind, store: Weak<OwnerStore>, options: OwnerCacheOptions) {
     let what = kind.resource();
     match kind {
-        OwnerKind::Job => spawn_owners(Api::<Wire<Job>>::all(client), what, store, deadline),
-        OwnerKind::CronJob => spawn_owners(Api::<Wire<CronJob>>::all(client), what, store, deadline),
-        OwnerKind::ReplicaSet => spawn_owners(Api::<Wire<ReplicaSet>>::all(client), what, store, deadline),
-        OwnerKind::Deployment => spawn_owners(Api::<Wire<Deployment>>::all(client), what, store, deadline),
-        OwnerKind::StatefulSet => spawn_owners(Api::<Wire<StatefulSet>>::all(client), what, store, deadline),
-        OwnerKind::DaemonSet => spawn_owners(Api::<Wire<DaemonSet>>::all(client), what, store, deadline),
+        OwnerKind::Job => spawn_owners(Api::<Wire<Job>>::all(client), what, store, options),
+        OwnerKind::CronJob => spawn_owners(Api::<Wire<CronJob>>::all(client), what, store, options),
+        OwnerKind::ReplicaSet => spawn_owners(Api::<Wire<ReplicaSet>>::all(client), what, store, options),
+        OwnerKind::Deployment => spawn_owners(Api::<Wire<Deployment>>::all(client), what, store, options),
+        OwnerKind::StatefulSet => spawn_owners(Api::<Wire<StatefulSet>>::all(client), what, store, options),
+        OwnerKind::DaemonSet => spawn_owners(Api::<Wire<DaemonSet>>::all(client), what, store, options),
     }
 }
-
-/// Metadata pages of this many objects: the apiserver serves each from
-/// etcd in one go, and berth holds one page's text while it reads it.
-const PAGE_SIZE: u32 = 500;
 
 /// Keep an owner store current from a metadata-only watch, read into
 /// [`Wire`] (only what is kept is built), with kube-rs's backoff on errors.
 /// A relist (the first, or after the watch fell too far behind) drops what
 /// it did not show once it is complete. The task ends when the store is
 /// dropped (a configuration that needed other label keys replaced it).
-fn spawn_owners<K>(api: Api<Wire<K>>, what: &'static str, store: Weak<OwnerStore>, deadline: Duration)
+fn spawn_owners<K>(api: Api<Wire<K>>, what: &'static str, store: Weak<OwnerStore>, options: OwnerCacheOptions)
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
 {
     let waiting = store.clone();
+    let deadline = options.sync_deadline;
     tokio::spawn(async move {
         tokio::time::sleep(deadline).await;
         if waiting.upgrade().is_some_and(|store| store.deadline_passed()) {
@@ -293,7 +295,12 @@ where
         }
     });
     tokio::spawn(async move {
-        let config = watcher::Config::default().page_size(PAGE_SIZE);
+        // berth holds one page's text while it reads it, and the allocator
+        // keeps what it held: smaller pages, a smaller peak.
+        let config = match options.streaming {
+            true => watcher::Config::default().streaming_lists(),
+            false => watcher::Config::default().page_size(options.page_size.max(1)),
+        };
         let mut events = std::pin::pin!(watch_stream(api, config).default_backoff());
         let started = std::time::Instant::now();
         while let Some(event) = events.next().await {
