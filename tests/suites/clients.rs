@@ -4,7 +4,7 @@
 //! over the limit answered 413 over HTTP/2 too.
 
 use berth::certs::{IssueRequest, issue};
-use berth_e2e::client::{Client, Exchange, Identity, Protocol, tls_connector};
+use berth_e2e::client::{Client, Exchange, Identity, Protocol, connect_tcp, tls_connector};
 use berth_e2e::fixtures::{self, Fixture};
 use berth_e2e::server::Server;
 use berth_e2e::slow;
@@ -187,7 +187,7 @@ fn a_body_that_trickles_gets_408_after_the_body_timeout() {
 
 /// A TLS connection to berth, as raw bytes.
 async fn tls_stream(server: &Server, protocol: Protocol) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(server.listen).await.expect("connect");
+    let tcp = connect_tcp(server.listen).await.expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
     tls_connector(&server.ca, protocol).connect(name, tcp).await.expect("TLS")
 }
@@ -246,7 +246,7 @@ fn greedy_client(server: &Server, stop: Arc<AtomicBool>, answered: Arc<AtomicUsi
     let body = Bytes::from(bookie().body);
     tokio::spawn(async move {
         while !stop.load(Ordering::Relaxed) {
-            let Ok(tcp) = TcpStream::connect(addr).await else { continue };
+            let Ok(tcp) = connect_tcp(addr).await else { continue };
             let name = ServerName::try_from("localhost").expect("name");
             let Ok(tls) = tls_connector(&ca, Protocol::Http2).connect(name, tcp).await else { continue };
             let Ok((sender, conn)) =
@@ -431,4 +431,47 @@ fn connections_without_a_client_certificate_get_few_slots_and_a_short_life() {
             Client::connect_as(server.listen, &ours.ca, Protocol::Http2, "localhost").await.expect("connect");
         assert_eq!(fresh.get("/healthz").await.expect("healthz").0, StatusCode::OK, "a slot is free again");
     });
+}
+
+/// The suites' client must not measure TCP instead of berth (issue 19):
+/// with Nagle's algorithm on, each POST waits ~40 ms for berth's delayed
+/// ACK. Its reviews are compared, interleaved on the same server, with the
+/// same reviews over a connection this test opens with TCP_NODELAY set
+/// itself: the floor, taken in the same run. With the delay, the client's
+/// median is that floor plus 40 ms, tens of times the floor.
+#[test]
+fn the_test_client_does_not_wait_for_delayed_acks() {
+    const REVIEWS: usize = 50;
+    let server = Server::start();
+    let body = Bytes::from(bookie().body);
+    let (client, floor) = runtime().block_on(async {
+        let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+        let tcp = TcpStream::connect(server.listen).await.expect("connect");
+        tcp.set_nodelay(true).expect("TCP_NODELAY");
+        let mut reference =
+            Client::over(tcp, &server.ca, Protocol::Http2, "localhost", None).await.expect("reference connection");
+        let mut times = (Vec::new(), Vec::new());
+        // The first of each warms berth's instance pool; not counted.
+        for round in 0..=REVIEWS {
+            for (which, connection) in [&mut client, &mut reference].into_iter().enumerate() {
+                let started = Instant::now();
+                let (status, _) = connection.post("/mutate", body.clone()).await.expect("mutate");
+                let took = started.elapsed();
+                assert_eq!(status, StatusCode::OK);
+                if round > 0 {
+                    if which == 0 { times.0.push(took) } else { times.1.push(took) }
+                }
+            }
+        }
+        let median = |mut times: Vec<Duration>| {
+            times.sort();
+            times[times.len() / 2]
+        };
+        (median(times.0), median(times.1))
+    });
+    assert!(
+        client < floor * 4,
+        "the test client's /mutate median is {client:?}, the floor (a TCP_NODELAY connection) {floor:?}: \
+         it waits for delayed ACKs"
+    );
 }

@@ -229,3 +229,146 @@ fn the_default_storage_class_is_learned_from_the_cluster() {
         assert_eq!(claims, 4);
     });
 }
+
+/// A chart Job (`app: pulsar`, which the default policy's owner selector
+/// reads) or another one, in namespace pulsar, with the metadata berth
+/// must drop.
+fn owner_job(index: usize, chart: bool) -> Value {
+    let app = if chart { "pulsar" } else { "backup" };
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": format!("job-{index:05}"), "namespace": "pulsar", "uid": job_uid(index),
+            "labels": {"app": app, "component": "init", "release": app},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(2000)},
+            "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:metadata": {}}}],
+        },
+    })
+}
+
+fn job_uid(index: usize) -> String {
+    format!("4a1f0000-0000-4000-8000-{index:012}")
+}
+
+/// The seed-pulsar Job pod (no labels of its own), owned by Job `index`.
+fn pod_of_job(base: &Value, index: usize) -> Value {
+    let mut review = base.clone();
+    review["request"]["uid"] = json!(format!("pod-of-{index}"));
+    let metadata = &mut review["request"]["object"]["metadata"];
+    metadata["ownerReferences"][0]["name"] = json!(format!("job-{index:05}"));
+    metadata["ownerReferences"][0]["uid"] = json!(job_uid(index));
+    review
+}
+
+/// The value of one metric line (name with its labels), if present.
+fn metric(server: &Server, series: &str) -> Option<f64> {
+    server.metrics_text().lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+}
+
+/// Single-object GETs of Jobs the API received.
+fn job_gets(api: &FakeKubeApi) -> Vec<String> {
+    api.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && !r.is_watch() && r.path_only().contains("/jobs/"))
+        .map(|r| r.path_only().to_owned())
+        .collect()
+}
+
+/// The API holds far more owners than the cache's ceiling lets berth keep:
+/// every review is still decided on the right owner (by GET for those left
+/// out), the cache stays under its ceiling, and the metrics say so.
+#[test]
+fn past_the_owner_cache_ceiling_every_owner_is_still_answered_by_get() {
+    const JOBS: usize = 400;
+    const LIMIT: usize = 16 * 1024;
+    let runtime = runtime();
+    let jobs = (0..JOBS).map(|i| owner_job(i, i % 2 == 0)).collect();
+    let api = runtime.block_on(FakeKubeApi::start(jobs));
+    let server = Server::builder().kube_api(&api).arg("--owner-cache-limit").arg(LIMIT.to_string()).spawn();
+    server.wait_for_log("the owner cache is at its ceiling", Duration::from_secs(10));
+    let entries = metric(&server, "berth_owner_cache_entries ").expect("entries metric") as usize;
+    assert!(entries > 0 && entries < JOBS, "{entries} owners kept of {JOBS}");
+    assert_eq!(metric(&server, "berth_owner_cache_at_limit "), Some(1.0));
+    let base = fixtures::get("seed-pulsar-2.7.7", "025-pod-pulsar-bookie-init.json").review;
+    api.clear_requests();
+    runtime.block_on(async {
+        let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+        for index in 0..JOBS {
+            let answer = send(&mut client, "/mutate", &pod_of_job(&base, index)).await;
+            assert!(answer.allowed(), "job {index}: {}", answer.message());
+            assert_eq!(answer.patch.is_some(), index % 2 == 0, "job {index}: placed only if its Job is the chart's");
+        }
+    });
+    let bytes = metric(&server, "berth_owner_cache_bytes ").expect("bytes metric");
+    assert!(bytes > 0.0 && bytes <= LIMIT as f64, "{bytes} bytes held under a ceiling of {LIMIT}");
+    let gets = job_gets(&api);
+    let by_api = metric(&server, "berth_owner_lookups_total{source=\"api\"} ").unwrap_or(0.0) as usize;
+    let by_cache = metric(&server, "berth_owner_lookups_total{source=\"cache\"} ").unwrap_or(0.0) as usize;
+    assert_eq!(by_api, gets.len(), "the metric counts the GETs the API saw");
+    assert_eq!(by_api + by_cache, JOBS, "one lookup per review");
+    assert!(by_api >= JOBS - entries, "every owner left out was asked for: {by_api} GETs, {entries} kept");
+}
+
+/// A replica starting while owners come and go under it: the API is slow,
+/// so its list takes several pages and seconds, and Jobs are deleted and
+/// created meanwhile. Once it has caught up, no deleted Job still matches
+/// (its pods are not placed) and no new one is missing from memory (its
+/// pods are placed without a GET).
+#[test]
+fn a_restart_during_churn_neither_keeps_deleted_owners_nor_misses_new_ones() {
+    const JOBS: usize = 2000;
+    const CHURN: usize = 300;
+    let runtime = runtime();
+    let jobs = (0..JOBS).map(|i| owner_job(i, true)).collect();
+    let api = runtime.block_on(FakeKubeApi::start(jobs));
+    // Each page of 500 waits 300 ms: the list spans the churn below.
+    api.set_delay(Duration::from_millis(300));
+    let server = Server::builder().kube_api(&api).spawn_listening();
+    let job_pages = |api: &FakeKubeApi| {
+        let lists = api.requests().into_iter().filter(|r| !r.is_watch() && r.path_only().ends_with("/jobs"));
+        lists.count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job_pages(&api) == 0 {
+        assert!(Instant::now() < deadline, "berth never listed Jobs");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for step in 0..CHURN {
+        // Deleted: spread over the whole key range, so some go before
+        // their page is read and some after.
+        let gone = step * JOBS / CHURN;
+        api.delete("Job", Some("pulsar"), &format!("job-{gone:05}")).expect("a Job to delete");
+        api.apply(owner_job(JOBS + step, true)).expect("a new Job");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(job_pages(&api) > 1, "the list of Jobs went on while they changed");
+    api.set_delay(Duration::ZERO);
+    server.wait_for_log("ready", Duration::from_secs(30));
+    // Caught up: the watch has delivered every change after the list.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&server, "berth_owner_cache_entries ") != Some(JOBS as f64) {
+        assert!(
+            Instant::now() < deadline,
+            "berth holds {:?} owners, not {JOBS}",
+            metric(&server, "berth_owner_cache_entries ")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = fixtures::get("seed-pulsar-2.7.7", "025-pod-pulsar-bookie-init.json").review;
+    api.clear_requests();
+    runtime.block_on(async {
+        let mut client = Client::connect(server.listen, &server.ca, Protocol::Http2).await.expect("connect");
+        for step in 0..CHURN {
+            let new = send(&mut client, "/mutate", &pod_of_job(&base, JOBS + step)).await;
+            assert!(new.allowed() && new.patch.is_some(), "new job {}: {}", JOBS + step, new.message());
+        }
+        assert!(job_gets(&api).is_empty(), "new owners were missing from memory: {:?}", job_gets(&api));
+        for step in 0..CHURN {
+            let gone = step * JOBS / CHURN;
+            let answer = send(&mut client, "/mutate", &pod_of_job(&base, gone)).await;
+            assert!(answer.allowed() && answer.patch.is_none(), "deleted job {gone} still matched");
+        }
+    });
+    // The deleted ones were asked for (not in memory), and found gone.
+    assert_eq!(job_gets(&api).len(), CHURN);
+}

@@ -3,7 +3,7 @@
 //! are checked first; namespace labels and owners are read from memory
 //! (cluster/) only when a policy gets that far, once per request.
 
-use crate::cluster::{Cluster, ContextError, Meta, Needs};
+use crate::cluster::{Cluster, ContextError, Needs, Owner};
 use crate::config::{HelmRelease, LabelSelector, MatchSpec, OperationMatch, SelectorOperator};
 use crate::review::AdmissionRequest;
 use std::cell::OnceCell;
@@ -30,7 +30,7 @@ impl From<MatchSpec> for Matcher {
 pub struct Facts<'r> {
     request: &'r AdmissionRequest,
     cluster: &'r Cluster,
-    owners: OnceCell<Result<Vec<Arc<Meta>>, ContextError>>,
+    owners: OnceCell<Result<Vec<Arc<Owner>>, ContextError>>,
 }
 
 impl<'r> Facts<'r> {
@@ -42,7 +42,7 @@ impl<'r> Facts<'r> {
         self.request.namespace.as_deref().unwrap_or("")
     }
 
-    fn owners(&self) -> Result<&[Arc<Meta>], ContextError> {
+    fn owners(&self) -> Result<&[Arc<Owner>], ContextError> {
         let chain = self.owners.get_or_init(|| {
             let first = self.request.subject().and_then(|object| object.meta().controller.clone());
             if first.is_none() {
@@ -72,6 +72,14 @@ impl Matcher {
         keys
     }
 
+    /// Label keys the owner selectors read: all berth keeps of an owner's
+    /// labels.
+    pub fn owner_label_keys(&self) -> Vec<&str> {
+        let mut keys = Vec::new();
+        owner_keys(&self.spec, &mut keys);
+        keys
+    }
+
     /// What of the cluster this matcher reads.
     pub fn needs(&self) -> Needs {
         Needs {
@@ -92,6 +100,18 @@ fn label_keys<'a>(spec: &'a MatchSpec, keys: &mut Vec<&'a str>) {
     );
     for alternative in &spec.any_of {
         label_keys(alternative, keys);
+    }
+}
+
+fn owner_keys<'a>(spec: &'a MatchSpec, keys: &mut Vec<&'a str>) {
+    let selector = spec.owner.iter();
+    keys.extend(
+        selector
+            .flat_map(|s| s.match_labels.keys().chain(s.match_expressions.iter().map(|e| &e.key)))
+            .map(String::as_str),
+    );
+    for alternative in &spec.any_of {
+        owner_keys(alternative, keys);
     }
 }
 
@@ -123,10 +143,7 @@ fn spec_matches(spec: &MatchSpec, facts: &Facts<'_>) -> Result<bool, ContextErro
         return Ok(false);
     }
     if let Some(selector) = &spec.owner
-        && !facts
-            .owners()?
-            .iter()
-            .any(|owner| selector_matches(selector, |key| owner.labels.get(key).map(String::as_str)))
+        && !facts.owners()?.iter().any(|owner| selector_matches(selector, |key| owner.label(key)))
     {
         return Ok(false);
     }

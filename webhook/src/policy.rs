@@ -214,6 +214,15 @@ pub fn needs(sources: &[Source]) -> Needs {
     })
 }
 
+/// The owner label keys the policies of `sources` read, all together: what
+/// the owner cache keeps of each owner's labels.
+pub fn owner_label_keys(sources: &[Source]) -> crate::cluster::Keep {
+    let keys = sources.iter().flat_map(|source| &source.config.policies).flat_map(|spec| {
+        Matcher::from(spec.matcher.clone()).owner_label_keys().into_iter().map(str::to_owned).collect::<Vec<_>>()
+    });
+    crate::cluster::Keep::Only(keys.collect())
+}
+
 fn load_plugin(runtime: &Runtime, spec: &PolicySpec, source: &Source) -> Result<Plugin, PolicySetError> {
     let policy = spec.name.clone();
     let wasm: std::borrow::Cow<'static, [u8]> = match spec.plugin.strip_prefix(builtin::PREFIX) {

@@ -252,21 +252,20 @@ impl FakeKubeApi {
     /// name); watchers see it ADDED or MODIFIED. The stored object, with its
     /// new resourceVersion (and a uid if it had none).
     pub fn apply(&self, object: Value) -> Result<Value, ObjectError> {
-        let mut store = self.shared.store.lock().expect("store lock");
-        let (_, stored) = store.apply(object)?;
-        self.shared.changes.send_replace(store.revision());
-        Ok(stored)
+        self.handle().apply(object)
     }
 
     /// Delete an object of a kind (`Job`, `Namespace`) by namespace (`None`
     /// for a cluster-scoped kind) and name; watchers see it DELETED. Its
     /// last state, or `None` if there was no such object.
     pub fn delete(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let mut store = self.shared.store.lock().expect("store lock");
-        let resource = store.find_kind(kind)?;
-        let deleted = store.delete(resource, namespace.unwrap_or(""), name)?;
-        self.shared.changes.send_replace(store.revision());
-        Some(deleted)
+        self.handle().delete(kind, namespace, name)
+    }
+
+    /// A handle that changes objects from another task (it does not keep
+    /// the API serving).
+    pub fn handle(&self) -> ApiHandle {
+        ApiHandle { shared: self.shared.clone() }
     }
 
     /// An object as stored now.
@@ -340,6 +339,31 @@ impl FakeKubeApi {
     }
 }
 
+/// Changes objects of a [`FakeKubeApi`], from any task.
+#[derive(Clone)]
+pub struct ApiHandle {
+    shared: Arc<Shared>,
+}
+
+impl ApiHandle {
+    /// As [`FakeKubeApi::apply`].
+    pub fn apply(&self, object: Value) -> Result<Value, ObjectError> {
+        let mut store = self.shared.store.lock().expect("store lock");
+        let (_, stored) = store.apply(object)?;
+        self.shared.changes.send_replace(store.revision());
+        Ok(stored)
+    }
+
+    /// As [`FakeKubeApi::delete`].
+    pub fn delete(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let mut store = self.shared.store.lock().expect("store lock");
+        let resource = store.find_kind(kind)?;
+        let deleted = store.delete(resource, namespace.unwrap_or(""), name)?;
+        self.shared.changes.send_replace(store.revision());
+        Some(deleted)
+    }
+}
+
 /// Accept connections until the handle is dropped, honouring `away`.
 async fn accept(
     listener: TcpListener,
@@ -370,6 +394,10 @@ async fn accept(
                 tokio::select! {
                     accepted = open.accept() => {
                         if let Ok((tcp, _)) = accepted {
+                            // As kube-apiserver (Go sets it on every
+                            // connection): a response written in pieces
+                            // must not wait for the client's delayed ACK.
+                            let _ = tcp.set_nodelay(true);
                             tokio::spawn(connection(tcp, tls.clone(), shared.clone(), faults.clone()));
                         }
                     }

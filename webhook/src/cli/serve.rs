@@ -1,7 +1,7 @@
 //! `berth serve`.
 
 use super::RuntimeArgs;
-use crate::cluster::ApiConfig;
+use crate::cluster::{ApiConfig, OwnerCacheOptions};
 use crate::server::{ServeOptions, TlsSource};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -83,6 +83,24 @@ pub struct ServeArgs {
     /// again as it rotates (projected service-account tokens do).
     #[arg(long)]
     kube_token_file: Option<PathBuf>,
+    /// Memory the owner cache (for `match.owner` and `match.helmRelease`)
+    /// may hold; about 250 bytes per owner object (docs/ARCHITECTURE.md).
+    /// Past it, owners it cannot hold are looked up by GET when a review
+    /// needs them (metric berth_owner_cache_at_limit).
+    #[arg(long, default_value = "64Mi", value_parser = parse_size)]
+    owner_cache_limit: usize,
+    /// How long /readyz waits for the owners' first list; then berth is
+    /// ready anyway, and looks up by GET the owners not listed yet.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    owner_sync_deadline: Duration,
+    /// Objects per page of the owners' initial lists.
+    #[arg(long, default_value_t = 500)]
+    owner_list_page_size: u32,
+    /// List owners with one streaming watch (Kubernetes WatchList,
+    /// `sendInitialEvents`; served by apiservers from 1.27 with the
+    /// WatchList feature) instead of pages.
+    #[arg(long)]
+    owner_streaming_list: bool,
     /// How often certificate and configuration files are checked.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     watch_interval: Duration,
@@ -130,6 +148,12 @@ impl ServeArgs {
             audit_log: self.audit_log,
             require_pinned: self.runtime.require_pinned,
             kube,
+            owner_cache: OwnerCacheOptions {
+                limit: self.owner_cache_limit,
+                sync_deadline: self.owner_sync_deadline,
+                page_size: self.owner_list_page_size,
+                streaming: self.owner_streaming_list,
+            },
         };
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -4,14 +4,20 @@
 //!
 //! Each kind a configuration needs is kept in memory, metadata only, from a
 //! kube-rs watch (`watch.rs`) or from `berth eval --context` files
-//! (`snapshot.rs`); matching reads memory. An owner the watch has not shown
-//! yet (created milliseconds ago) costs one GET with a short timeout.
+//! (`snapshot.rs`); matching reads memory. Owners are kept in a store with
+//! a ceiling (`owners.rs`). An owner the store does not hold (created
+//! milliseconds ago, or left out at the ceiling) costs one GET with a short
+//! timeout.
 
+mod owners;
 mod snapshot;
 mod watch;
 
+pub use owners::{CacheStats, Keep, Owner};
 pub use snapshot::SnapshotError;
-pub use watch::{ApiConfig, KubeError, Watches};
+pub use watch::{ApiConfig, KubeError, OwnerCacheOptions, Watches};
+
+use owners::{OwnerStore, Uid};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize as _;
@@ -280,8 +286,10 @@ impl Store {
 #[derive(Clone, Default)]
 pub struct Cluster {
     namespaces: Option<Arc<Store>>,
-    owners: HashMap<OwnerKind, Arc<Store>>,
+    owners: HashMap<OwnerKind, Arc<OwnerStore>>,
     storage_classes: Option<Arc<Store>>,
+    /// Where owner lookups were answered (cache or API).
+    stats: CacheStats,
     /// For an owner not (yet) in memory; `None` offline (`berth eval`).
     api: Option<watch::Fallback>,
     /// Set when berth has nothing to ask (`berth eval` without
@@ -353,7 +361,7 @@ impl Cluster {
             pending.push("namespaces");
         }
         for kind in OwnerKind::ALL {
-            if self.owners.get(&kind).is_some_and(|s| !s.synced()) {
+            if self.owners.get(&kind).is_some_and(|s| !s.ready()) {
                 pending.push(kind.resource());
             }
         }
@@ -391,36 +399,42 @@ impl Cluster {
     /// `[ReplicaSet, Deployment]` for a Deployment's pod. The chain ends at
     /// an owner of a kind berth does not follow, or one that no longer
     /// exists.
-    pub fn owner_chain(&self, namespace: &str, first: Option<OwnerRef>) -> Result<Vec<Arc<Meta>>, ContextError> {
-        let followed = first.as_ref().is_some_and(|r| OwnerKind::from_reference(&r.api_version, &r.kind).is_some());
-        if let Some(hint) = self.offline
-            && followed
-        {
+    pub fn owner_chain(&self, namespace: &str, first: Option<OwnerRef>) -> Result<Vec<Arc<Owner>>, ContextError> {
+        let Some(first) = first else { return Ok(Vec::new()) };
+        let Some(kind) = OwnerKind::from_reference(&first.api_version, &first.kind) else { return Ok(Vec::new()) };
+        if let Some(hint) = self.offline {
             return Err(ContextError::Unavailable { what: "owners (Jobs, ReplicaSets, StatefulSets, ...)", hint });
         }
         // One bound for the whole chain, however many owners miss the cache.
         let deadline = std::time::Instant::now() + LOOKUP_TIMEOUT;
-        let mut chain = Vec::new();
-        let mut next = first;
-        while let Some(reference) = next.take() {
+        let mut chain: Vec<Arc<Owner>> = Vec::new();
+        let mut next = Some((kind, Arc::<str>::from(first.name), Uid::new(&first.uid)));
+        while let Some((kind, name, uid)) = next.take() {
             if chain.len() == MAX_CHAIN {
                 break;
             }
-            let Some(kind) = OwnerKind::from_reference(&reference.api_version, &reference.kind) else { break };
             let Some(store) = self.owners.get(&kind) else { break };
-            let owner = match store.get(&reference.uid) {
-                Some(owner) => Some(owner),
+            let owner = match store.get(&uid) {
+                Some(owner) => {
+                    self.stats.looked_up("cache");
+                    Some(owner)
+                }
                 None => match &self.api {
-                    Some(api) => api.get_owner(kind, namespace, &reference.name, deadline)?,
+                    Some(api) => {
+                        self.stats.looked_up("api");
+                        // A different uid is another object of the same
+                        // name: the owner this one refers to is gone.
+                        api.get_owner(kind, namespace, &name, deadline)?
+                            .filter(|(found, _)| *found == uid)
+                            .map(|(_, o)| o)
+                    }
                     None => None,
                 },
             };
-            // A different uid is another object of the same name: the owner
-            // this one refers to is gone. Owners are in the object's own
-            // namespace; a reference across namespaces is void, as for
-            // Kubernetes' garbage collector.
-            let Some(owner) = owner.filter(|o| o.uid == reference.uid && o.namespace == namespace) else { break };
-            next = owner.controller.clone();
+            // Owners are in the object's own namespace; a reference across
+            // namespaces is void, as for Kubernetes' garbage collector.
+            let Some(owner) = owner.filter(|o| &*o.namespace == namespace) else { break };
+            next = owner.controller.as_ref().map(|c| (c.kind, c.name.clone(), c.uid.clone()));
             chain.push(owner);
         }
         Ok(chain)
@@ -551,10 +565,7 @@ mod tests {
     fn cluster_with(owners: Vec<(OwnerKind, Meta)>) -> Cluster {
         let mut cluster = Cluster::none();
         for kind in OwnerKind::ALL {
-            let store = Store::default();
-            store.replace(
-                owners.iter().filter(|(k, _)| *k == kind).map(|(_, m)| (m.uid.clone(), Arc::new(m.clone()))).collect(),
-            );
+            let store = OwnerStore::fixed(owners.iter().filter(|(k, _)| *k == kind).map(|(_, m)| m.into()));
             cluster.owners.insert(kind, Arc::new(store));
         }
         cluster
@@ -576,7 +587,8 @@ mod tests {
             uid: "rs-uid".into(),
         };
         let chain = cluster.owner_chain("ns", Some(first)).unwrap();
-        assert_eq!(chain.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["rs", "d"]);
+        let labels = chain.iter().map(|o| (o.label("pod-template-hash"), o.label("app"))).collect::<Vec<_>>();
+        assert_eq!(labels, [(Some("x"), None), (None, Some("pulsar"))], "the ReplicaSet, then the Deployment");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! cluster, as multi-document YAML or JSON (a `kind: List` included), read
 //! into the same stores the watches fill.
 
-use super::{Cluster, Meta, OwnerKind, Store};
+use super::{Cluster, Meta, OwnerKind, OwnerStore, Store};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ impl Cluster {
     pub fn snapshot(paths: &[PathBuf]) -> Result<Self, SnapshotError> {
         let mut namespaces = HashMap::new();
         let mut storage_classes = HashMap::new();
-        let mut owners: HashMap<OwnerKind, HashMap<String, Arc<Meta>>> = HashMap::new();
+        let mut owners: HashMap<OwnerKind, Vec<super::owners::WireMeta>> = HashMap::new();
         for path in paths {
             for object in read(path)? {
                 let meta = Arc::new(Meta::from_object_meta(&object.metadata));
@@ -60,7 +60,7 @@ impl Cluster {
                     }
                     (api_version, kind) => {
                         if let Some(kind) = OwnerKind::from_reference(api_version, kind) {
-                            owners.entry(kind).or_default().insert(meta.uid.clone(), meta);
+                            owners.entry(kind).or_default().push((&*meta).into());
                         }
                     }
                 }
@@ -73,8 +73,12 @@ impl Cluster {
         };
         Ok(Cluster {
             namespaces: Some(store(namespaces)),
-            owners: OwnerKind::ALL.into_iter().map(|k| (k, store(owners.remove(&k).unwrap_or_default()))).collect(),
+            owners: OwnerKind::ALL
+                .into_iter()
+                .map(|k| (k, Arc::new(OwnerStore::fixed(owners.remove(&k).unwrap_or_default()))))
+                .collect(),
             storage_classes: Some(store(storage_classes)),
+            stats: super::CacheStats::default(),
             api: None,
             offline: None,
             assume_no_default_class: false,
@@ -128,7 +132,7 @@ mod tests {
             name: "init".into(),
             uid: "j1".into(),
         };
-        assert_eq!(cluster.owner_chain("pulsar", Some(job)).unwrap()[0].labels["app"], "pulsar");
+        assert_eq!(cluster.owner_chain("pulsar", Some(job)).unwrap()[0].label("app"), Some("pulsar"));
     }
 
     #[test]

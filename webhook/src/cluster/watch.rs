@@ -2,6 +2,7 @@
 //! watch per kind a configuration needs (started the first time one does),
 //! and the GET for an owner that the watch has not shown yet.
 
+use super::owners::{self, CacheStats, Keep, Owner, OwnerStore, Shared, Uid, Wire};
 use super::{Cluster, ContextError, LOOKUP_TIMEOUT, Meta, Needs, OwnerKind, Store};
 use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -19,7 +20,8 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -100,7 +102,7 @@ impl Fallback {
         namespace: &str,
         name: &str,
         deadline: std::time::Instant,
-    ) -> Result<Option<Arc<Meta>>, ContextError> {
+    ) -> Result<Option<(Uid, Arc<Owner>)>, ContextError> {
         let client = self.client.clone();
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let found = self.handle.block_on(tokio::time::timeout(left, async {
@@ -118,7 +120,7 @@ impl Fallback {
             Err(_) => Err(ContextError::Timeout { kind: kind.kind(), object, after: LOOKUP_TIMEOUT }),
             Ok(Err(error)) => Err(ContextError::Lookup { kind: kind.kind(), object, error: Arc::new(error) }),
             Ok(Ok(None)) => Ok(None),
-            Ok(Ok(Some(meta))) => Ok(Some(Arc::new(meta))),
+            Ok(Ok(Some(wire))) => Ok(Some(owners::looked_up(&wire))),
         }
     }
 }
@@ -141,44 +143,80 @@ impl Fallback {
     }
 }
 
-async fn get<K>(client: Client, namespace: &str, name: &str) -> Result<Option<Meta>, kube::Error>
+/// One owner's metadata, read as the watch reads it.
+async fn get<K>(client: Client, namespace: &str, name: &str) -> Result<Option<owners::WireMeta>, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
 {
-    let found = Api::<K>::namespaced(client, namespace).get_metadata_opt(name).await?;
-    Ok(found.map(|object| Meta::from_object_meta(&object.metadata)))
+    let found = Api::<Wire<K>>::namespaced(client, namespace).get_opt(name).await?;
+    Ok(found.map(|object| object.meta))
+}
+
+/// How the owner cache is bounded, in memory and in time.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnerCacheOptions {
+    /// Bytes the owner cache may hold (as it accounts them); past it,
+    /// owners it cannot hold are looked up by GET.
+    pub limit: usize,
+    /// How long `/readyz` waits for the owners' first list; after it, berth
+    /// serves, and looks up by GET the owners not listed yet.
+    pub sync_deadline: Duration,
+    /// Objects per page of a paginated list.
+    pub page_size: u32,
+    /// List with a streaming watch (`sendInitialEvents`, Kubernetes
+    /// WatchList) instead of pages.
+    pub streaming: bool,
+}
+
+impl Default for OwnerCacheOptions {
+    fn default() -> Self {
+        Self { limit: 64 << 20, sync_deadline: Duration::from_secs(20), page_size: 500, streaming: false }
+    }
 }
 
 /// The watches of one server: started on demand, kept for its lifetime
 /// (a reload that needs a kind again reuses its cache).
 pub struct Watches {
     client: Option<Client>,
+    options: OwnerCacheOptions,
+    stats: CacheStats,
     started: Mutex<Started>,
 }
 
 #[derive(Default)]
 struct Started {
     namespaces: Option<Arc<Store>>,
-    owners: HashMap<OwnerKind, Arc<Store>>,
+    owners: Option<OwnerWatches>,
     storage_classes: Option<Arc<Store>>,
+}
+
+/// The owner stores of the label keys `shared.keep`. A configuration that
+/// names a label key they do not keep gets new ones, listed anew; the old
+/// ones stop when the last configuration that reads them is dropped.
+struct OwnerWatches {
+    shared: Arc<Shared>,
+    stores: HashMap<OwnerKind, Arc<OwnerStore>>,
 }
 
 impl Watches {
     /// Without a client, nothing is watched and configurations that need
     /// the cluster are refused at load.
-    pub fn new(client: Option<Client>) -> Self {
-        Self { client, started: Mutex::new(Started::default()) }
+    pub fn new(client: Option<Client>, options: OwnerCacheOptions, stats: CacheStats) -> Self {
+        Self { client, options, stats, started: Mutex::new(Started::default()) }
     }
 
     /// The view a configuration with `needs` reads, starting the watches it
     /// adds. Call within the tokio runtime. It does not wait for them:
     /// until they sync, `/readyz` says so and lookups that need them fail
     /// under their policy's failurePolicy (an owner is still asked for).
-    pub fn cluster(&self, needs: Needs) -> Cluster {
+    ///
+    /// `keep` is the owner label keys the configuration's selectors read.
+    pub fn cluster(&self, needs: Needs, keep: Keep) -> Cluster {
         let Some(client) = &self.client else { return Cluster::no_api() };
         let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
         let mut cluster = Cluster {
             api: Some(Fallback { client: client.clone(), handle: tokio::runtime::Handle::current() }),
+            stats: self.stats.clone(),
             ..Cluster::none()
         };
         if needs.namespace_labels {
@@ -188,9 +226,29 @@ impl Watches {
             cluster.namespaces = Some(store.clone());
         }
         if needs.owners {
-            for kind in OwnerKind::ALL {
-                let store = started.owners.entry(kind).or_insert_with(|| watch_owners(client.clone(), kind));
-                cluster.owners.insert(kind, store.clone());
+            if started.owners.as_ref().is_none_or(|o| !o.shared.keep.covers(&keep)) {
+                let keep = match (&started.owners, keep) {
+                    (Some(old), Keep::Only(mut keys)) => {
+                        if let Keep::Only(old) = &old.shared.keep {
+                            keys.extend(old.iter().cloned());
+                        }
+                        Keep::Only(keys)
+                    }
+                    (_, keep) => keep,
+                };
+                let shared = Shared::new(self.options.limit, keep, self.stats.clone());
+                let stores = OwnerKind::ALL
+                    .into_iter()
+                    .map(|kind| {
+                        let store = Arc::new(OwnerStore::new(shared.clone()));
+                        watch_owners(client.clone(), kind, Arc::downgrade(&store), self.options);
+                        (kind, store)
+                    })
+                    .collect();
+                started.owners = Some(OwnerWatches { shared, stores });
+            }
+            if let Some(owners) = &started.owners {
+                cluster.owners = owners.stores.clone();
             }
         }
         if needs.default_storage_class {
@@ -203,20 +261,63 @@ impl Watches {
     }
 }
 
-fn watch_owners(client: Client, kind: OwnerKind) -> Arc<Store> {
+fn watch_owners(client: Client, kind: OwnerKind, store: Weak<OwnerStore>, options: OwnerCacheOptions) {
     let what = kind.resource();
     match kind {
-        OwnerKind::Job => spawn(Api::<PartialObjectMeta<Job>>::all(client), what, by_uid),
-        OwnerKind::CronJob => spawn(Api::<PartialObjectMeta<CronJob>>::all(client), what, by_uid),
-        OwnerKind::ReplicaSet => spawn(Api::<PartialObjectMeta<ReplicaSet>>::all(client), what, by_uid),
-        OwnerKind::Deployment => spawn(Api::<PartialObjectMeta<Deployment>>::all(client), what, by_uid),
-        OwnerKind::StatefulSet => spawn(Api::<PartialObjectMeta<StatefulSet>>::all(client), what, by_uid),
-        OwnerKind::DaemonSet => spawn(Api::<PartialObjectMeta<DaemonSet>>::all(client), what, by_uid),
+        OwnerKind::Job => spawn_owners(Api::<Wire<Job>>::all(client), what, store, options),
+        OwnerKind::CronJob => spawn_owners(Api::<Wire<CronJob>>::all(client), what, store, options),
+        OwnerKind::ReplicaSet => spawn_owners(Api::<Wire<ReplicaSet>>::all(client), what, store, options),
+        OwnerKind::Deployment => spawn_owners(Api::<Wire<Deployment>>::all(client), what, store, options),
+        OwnerKind::StatefulSet => spawn_owners(Api::<Wire<StatefulSet>>::all(client), what, store, options),
+        OwnerKind::DaemonSet => spawn_owners(Api::<Wire<DaemonSet>>::all(client), what, store, options),
     }
 }
 
-fn by_uid(meta: &Meta) -> String {
-    meta.uid.clone()
+/// Keep an owner store current from a metadata-only watch, read into
+/// [`Wire`] (only what is kept is built), with kube-rs's backoff on errors.
+/// A relist (the first, or after the watch fell too far behind) drops what
+/// it did not show once it is complete. The task ends when the store is
+/// dropped (a configuration that needed other label keys replaced it).
+fn spawn_owners<K>(api: Api<Wire<K>>, what: &'static str, store: Weak<OwnerStore>, options: OwnerCacheOptions)
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let waiting = store.clone();
+    let deadline = options.sync_deadline;
+    tokio::spawn(async move {
+        tokio::time::sleep(deadline).await;
+        if waiting.upgrade().is_some_and(|store| store.deadline_passed()) {
+            tracing::warn!(
+                what,
+                after = ?deadline,
+                "not synced with the Kubernetes API within the sync deadline: serving, and looking up by GET the owners not listed yet"
+            );
+        }
+    });
+    tokio::spawn(async move {
+        // berth holds one page's text while it reads it, and the allocator
+        // keeps what it held: smaller pages, a smaller peak.
+        let config = match options.streaming {
+            true => watcher::Config::default().streaming_lists(),
+            false => watcher::Config::default().page_size(options.page_size.max(1)),
+        };
+        let mut events = std::pin::pin!(watch_stream(api, config).default_backoff());
+        let started = std::time::Instant::now();
+        while let Some(event) = events.next().await {
+            let Some(store) = store.upgrade() else { return };
+            match event {
+                Ok(Event::Init) => store.begin_list(),
+                Ok(Event::InitApply(object) | Event::Apply(object)) => store.apply(&object.meta),
+                Ok(Event::InitDone) => {
+                    let count = store.end_list();
+                    let took = started.elapsed();
+                    tracing::info!(what, count, ?took, "cache synced from the Kubernetes API");
+                }
+                Ok(Event::Delete(object)) => store.remove(&object.meta.uid),
+                Err(err) => tracing::warn!(what, "watch failed, retrying: {}", crate::error_chain(&err)),
+            }
+        }
+    });
 }
 
 fn by_name(meta: &Meta) -> String {

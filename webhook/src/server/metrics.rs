@@ -53,6 +53,7 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_waited: Counter,
     pub connections_refused: Family<RefusedLabels, Counter>,
+    pub owner_cache: crate::cluster::CacheStats,
 }
 
 fn latency_buckets() -> Histogram {
@@ -77,6 +78,8 @@ impl Default for Metrics {
         let connections_open = Gauge::default();
         let connections_waited = Counter::default();
         let connections_refused = Family::default();
+        let owner_cache = crate::cluster::CacheStats::default();
+        owner_cache.register(&mut registry);
         registry.register("admission_requests", "Admission reviews by endpoint and outcome", requests.clone());
         registry.register("denials", "Denials by policy", denials.clone());
         registry.register("policy_errors", "Policy failures by policy and kind", policy_errors.clone());
@@ -111,6 +114,7 @@ impl Default for Metrics {
             connections_open,
             connections_waited,
             connections_refused,
+            owner_cache,
         }
     }
 }

@@ -15,7 +15,7 @@ pub use metrics::Metrics;
 pub use tls::{ReloadingCert, Tls, TlsError};
 
 use crate::audit::AuditLog;
-use crate::cluster::{ApiConfig, Watches};
+use crate::cluster::{ApiConfig, OwnerCacheOptions, Watches};
 use crate::config::{Config, ConfigError, Source};
 use crate::policy::{PolicySet, PolicySetError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
@@ -124,6 +124,8 @@ pub struct ServeOptions {
     /// The Kubernetes API, for what policies read of the cluster (namespace
     /// labels, owners, the default StorageClass).
     pub kube: Option<ApiConfig>,
+    /// The owner cache's ceiling and sync deadline.
+    pub owner_cache: OwnerCacheOptions,
 }
 
 /// What every request handler shares.
@@ -219,9 +221,11 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
     let needs = crate::policy::needs(&sources);
-    let watches = Arc::new(Watches::new(kube_client(options.kube.as_ref(), needs.any())?));
+    let client = kube_client(options.kube.as_ref(), needs.any())?;
+    let watches = Arc::new(Watches::new(client, options.owner_cache, app.metrics.owner_cache.clone()));
     let load = async {
-        let (runtime, cluster) = (runtime.clone(), watches.cluster(needs));
+        let keep = crate::policy::owner_label_keys(&sources);
+        let (runtime, cluster) = (runtime.clone(), watches.cluster(needs, keep));
         tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster))
             .await
             .map_err(|_| ServeError::LoadTask)?

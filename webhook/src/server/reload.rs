@@ -57,7 +57,7 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[P
     let audit = super::audit_section(&sources);
     // A configuration that newly needs a kind of the cluster starts its
     // watch now, and is swapped in once it has synced (below).
-    let cluster = watches.cluster(crate::policy::needs(&sources));
+    let cluster = watches.cluster(crate::policy::needs(&sources), crate::policy::owner_label_keys(&sources));
     let runtime = runtime.clone();
     match tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster)).await {
         Ok(Ok(set)) => {
