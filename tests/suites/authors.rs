@@ -28,8 +28,10 @@ fn berth_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     // One target directory for every Rust scaffold the suites build, so
     // that their dependencies compile once.
     command.env("CARGO_TARGET_DIR", repo().join("target/scaffolds"));
-    // Go's build cache too stays in the checkout.
+    // Go's build cache and telemetry counters (under the user's config
+    // directory) stay in the checkout too.
     command.env("GOCACHE", repo().join("target/go-build"));
+    command.env("XDG_CONFIG_HOME", repo().join("target/xdg-config"));
     // The toolchains `.ci/install-tools` puts in the checkout, unless the
     // environment names others (`.ci/run` does, to the same ones).
     for (variable, path) in [
@@ -357,6 +359,12 @@ fn a_test_that_cannot_check_anything_fails_and_says_why() {
         bookie.display()
     ));
     assert!(out.contains("\"spec/nodeName\" is not a JSON Pointer"), "{out}");
+    // Nothing is found at a malformed pointer: that must not pass for absent.
+    let out = run(&format!(
+        "cases:\n  - name: absent, no slash\n    review: {}\n    expect: {{absent: [spec/nodeSelector]}}\n",
+        bookie.display()
+    ));
+    assert!(out.contains("\"spec/nodeSelector\" is not a JSON Pointer"), "{out}");
     // A directory without test files is an error, not an empty success.
     let empty = tempfile::tempdir().expect("a temporary directory");
     let (ok, out, err) = berth_in(empty.path(), &["test", "."]);
@@ -440,6 +448,7 @@ fn the_go_sdk_passes_its_unit_tests() {
     let go = ci_tool(Some("BERTH_GO"), ".ci/venv/bin/go");
     let envs = [
         ("GOCACHE", repo().join("target/go-build")),
+        ("XDG_CONFIG_HOME", repo().join("target/xdg-config")),
         ("GOFLAGS", PathBuf::from("-mod=mod")),
         ("GOPROXY", PathBuf::from("off")),
         ("GOTOOLCHAIN", PathBuf::from("local")),

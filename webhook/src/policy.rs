@@ -157,6 +157,12 @@ impl PolicySet {
         self.cluster.unsynced()
     }
 
+    /// The caches these policies read that have not completed a full list
+    /// (`Cluster::unlisted`).
+    pub fn unlisted(&self) -> Vec<&'static str> {
+        self.cluster.unlisted()
+    }
+
     fn context(&self, policy: &Policy) -> Result<PluginContext, ContextError> {
         let mut context = PluginContext { default_storage_class: None };
         for item in &policy.context {

@@ -94,7 +94,14 @@ impl EvalArgs {
             };
             let admitted = admit(&policies, endpoint, review);
             if self.diff {
-                write!(out, "{}", explain(path, &policies, endpoint, object, &admitted)?)?;
+                match explain(path, &policies, endpoint, object, &admitted) {
+                    Ok(text) => write!(out, "{text}")?,
+                    // One review's trouble is reported, and the others still run.
+                    Err(err) => {
+                        eprintln!("{}: {err:#}", path.display());
+                        status = ExitCode::FAILURE;
+                    }
+                }
                 continue;
             }
             let json = if self.apply {

@@ -354,14 +354,26 @@ impl Cluster {
         }
     }
 
-    /// The caches that have not synced yet (`/readyz` waits for them).
+    /// The caches that have not synced yet (`/readyz` waits for them); an
+    /// owner cache past its sync deadline serves by GET and counts as ready.
     pub fn unsynced(&self) -> Vec<&'static str> {
+        self.pending(|owners| owners.ready())
+    }
+
+    /// The caches that have not completed a full list, deadline or not. A
+    /// reload waits for these: a serving set is replaced only by one whose
+    /// caches all synced.
+    pub fn unlisted(&self) -> Vec<&'static str> {
+        self.pending(|owners| owners.synced())
+    }
+
+    fn pending(&self, owners_done: impl Fn(&OwnerStore) -> bool) -> Vec<&'static str> {
         let mut pending = Vec::new();
         if self.namespaces.as_ref().is_some_and(|s| !s.synced()) {
             pending.push("namespaces");
         }
         for kind in OwnerKind::ALL {
-            if self.owners.get(&kind).is_some_and(|s| !s.ready()) {
+            if self.owners.get(&kind).is_some_and(|s| !owners_done(s)) {
                 pending.push(kind.resource());
             }
         }

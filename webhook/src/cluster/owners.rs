@@ -11,10 +11,11 @@
 //! objects (namespaces, label keys and values, release and controller
 //! names) are kept once.
 //!
-//! Past the ceiling, an object the watch brings is not kept (nor anything
-//! else new, until the next full list); a lookup that misses asks the API
-//! with one GET, as it does for an owner the watch has not shown yet. The
-//! metric `berth_owner_cache_at_limit` and a log line say when that is so.
+//! At the ceiling, an object the watch brings is not kept (it is again once
+//! deletions make room); a lookup that misses asks the API with one GET, as
+//! it does for an owner the watch has not shown yet. The metric
+//! `berth_owner_cache_at_limit` and a log line say when something was left
+//! out, until every kind's next full list holds all it shows.
 
 use super::OwnerKind;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -416,6 +417,10 @@ pub struct Shared {
     stats: CacheStats,
     /// Whether something was left out since a store's last full list.
     at_limit: AtomicBool,
+    /// How many of the stores left something out since their last full
+    /// list: the flag clears only when none has, not when one kind's list
+    /// (an empty one, say) completes while another's owners are missing.
+    stores_left_out: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -442,6 +447,7 @@ impl Shared {
             strings: Mutex::new(Strings::default()),
             stats,
             at_limit: AtomicBool::new(false),
+            stores_left_out: AtomicUsize::new(0),
         })
     }
 
@@ -521,6 +527,8 @@ pub(crate) struct OwnerStore {
     /// Set when the sync deadline passed first: `/readyz` stops waiting,
     /// and what is not here yet is asked for.
     serving_unsynced: AtomicBool,
+    /// Whether this store counts in `Shared::stores_left_out`.
+    counted_left_out: AtomicBool,
     shared: Arc<Shared>,
 }
 
@@ -547,6 +555,7 @@ impl OwnerStore {
             state: RwLock::new(State::default()),
             synced: AtomicBool::new(false),
             serving_unsynced: AtomicBool::new(false),
+            counted_left_out: AtomicBool::new(false),
             shared,
         }
     }
@@ -609,7 +618,11 @@ impl OwnerStore {
             let mut strings = self.shared.strings.lock().unwrap_or_else(|p| p.into_inner());
             Shared::sweep(&mut strings);
         }
-        if !left_out && self.shared.at_limit.swap(false, Ordering::AcqRel) {
+        if !left_out && self.counted_left_out.swap(false, Ordering::AcqRel) {
+            self.shared.stores_left_out.fetch_sub(1, Ordering::AcqRel);
+        }
+        let none_left_out = self.shared.stores_left_out.load(Ordering::Acquire) == 0;
+        if none_left_out && self.shared.at_limit.swap(false, Ordering::AcqRel) {
             self.shared.stats.at_limit.set(0);
             tracing::info!("the owner cache holds every owner again, under its ceiling");
         }
@@ -664,7 +677,9 @@ impl OwnerStore {
             let (_, owner) = Owner::from_wire(wire, &shared.keep, &mut |s| Shared::intern(&mut strings, s));
             owner
         };
-        let cost = owner.own_bytes() + uid.heap_bytes();
+        // An update keeps the key already in the table: only a new owner
+        // adds its uid's bytes.
+        let cost = owner.own_bytes() + if known { 0 } else { uid.heap_bytes() };
         let capacity = state.items.capacity();
         let previous = state.items.insert(uid, Slot { owner: Arc::new(owner), generation });
         let old_cost = previous.as_ref().map_or(0, |slot| slot.owner.own_bytes());
@@ -682,6 +697,9 @@ impl OwnerStore {
     fn left_out(&self, dropped: bool) {
         let shared = &self.shared;
         shared.stats.left_out.inc();
+        if !self.counted_left_out.swap(true, Ordering::AcqRel) {
+            shared.stores_left_out.fetch_add(1, Ordering::AcqRel);
+        }
         if !shared.at_limit.swap(true, Ordering::AcqRel) {
             shared.stats.at_limit.set(1);
             tracing::warn!(
@@ -790,7 +808,7 @@ mod tests {
     }
 
     #[test]
-    fn past_the_ceiling_nothing_new_is_kept_and_the_bytes_stay_under_it() {
+    fn past_the_ceiling_owners_are_kept_only_while_there_is_room_and_the_bytes_stay_under_it() {
         let stats = CacheStats::default();
         let limit = 8 * 1024;
         let store = OwnerStore::new(Shared::new(limit, Keep::All, stats.clone()));

@@ -124,6 +124,11 @@ fn review_of(case: &CaseSpec, object: &Value, index: usize) -> Result<Vec<u8>, S
     if operation == "UPDATE" && case.old_object.is_none() {
         return Err("an UPDATE needs oldObject".into());
     }
+    // A DELETE carries the stored object as oldObject and no object.
+    let (object, old_object) = match operation.as_str() {
+        "DELETE" => (None, Some(case.old_object.as_ref().unwrap_or(object))),
+        _ => (Some(object), case.old_object.as_ref()),
+    };
     let mut request = json!({
         "uid": format!("berth-test-{}", index + 1),
         "kind": {"group": group, "version": version, "kind": kind},
@@ -135,7 +140,7 @@ fn review_of(case: &CaseSpec, object: &Value, index: usize) -> Result<Vec<u8>, S
         "operation": operation,
         "userInfo": {"username": "berth-test"},
         "object": object,
-        "oldObject": case.old_object,
+        "oldObject": old_object,
         "dryRun": false,
     });
     if let Some(sub) = &case.sub_resource {
@@ -212,8 +217,8 @@ fn check_object(expect: &Expect, after: &Value, failures: &mut Vec<String>) {
         failures.push(format!("the object after the patch differs:\n{diff}"));
     }
     for (pointer, want) in &expect.values {
-        if !pointer.is_empty() && !pointer.starts_with('/') {
-            failures.push(format!("{pointer:?} is not a JSON Pointer (it starts with /)"));
+        if let Some(bad) = not_a_pointer(pointer) {
+            failures.push(bad);
             continue;
         }
         match after.pointer(pointer) {
@@ -223,10 +228,21 @@ fn check_object(expect: &Expect, after: &Value, failures: &mut Vec<String>) {
         }
     }
     for pointer in &expect.absent {
+        // A malformed pointer finds nothing, which must not pass for absent.
+        if let Some(bad) = not_a_pointer(pointer) {
+            failures.push(bad);
+            continue;
+        }
         if let Some(got) = after.pointer(pointer) {
             failures.push(format!("at {pointer}: expected nothing, got {got}"));
         }
     }
+}
+
+/// Why `pointer` is not an RFC 6901 JSON Pointer, if it is not.
+fn not_a_pointer(pointer: &str) -> Option<String> {
+    (!pointer.is_empty() && !pointer.starts_with('/'))
+        .then(|| format!("{pointer:?} is not a JSON Pointer (it starts with /)"))
 }
 
 fn describe(response: &AdmissionResponse) -> String {

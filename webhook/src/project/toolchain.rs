@@ -101,19 +101,25 @@ fn run(mut command: Command, tool: &str, language: Language, install: &'static s
 fn build_rust(dir: &Path, name: &str, output: &Path) -> Result<(), BuildError> {
     const INSTALL_RUST: &str = "install Rust with rustup (https://rustup.rs), then `rustup target add wasm32-wasip2`";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    if !rust_target_installed() {
-        return Err(BuildError::Missing {
-            tool: format!("the Rust target {RUST_TARGET}"),
-            language: "rust",
-            install: "add it with `rustup target add wasm32-wasip2`",
-        });
+    match rust_target_installed() {
+        None => return Err(BuildError::Missing { tool: "rustc".into(), language: "rust", install: INSTALL_RUST }),
+        Some(false) => {
+            return Err(BuildError::Missing {
+                tool: format!("the Rust target {RUST_TARGET}"),
+                language: "rust",
+                install: "add it with `rustup target add wasm32-wasip2`",
+            });
+        }
+        Some(true) => {}
     }
-    let mut command = Command::new(&cargo);
-    command.current_dir(dir).args(["build", "--release", "--target", RUST_TARGET]);
-    run(command, "cargo", Language::Rust, INSTALL_RUST)?;
-    // Where cargo put it: CARGO_TARGET_DIR, if the author set one.
+    // The target directory is named on the command line, so that no cargo
+    // configuration can put the component where this does not look:
+    // CARGO_TARGET_DIR if the author set one, else the project's target/.
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
     let target_dir = if target_dir.is_relative() { dir.join(target_dir) } else { target_dir };
+    let mut command = Command::new(&cargo);
+    command.current_dir(dir).args(["build", "--release", "--target", RUST_TARGET, "--target-dir"]).arg(&target_dir);
+    run(command, "cargo", Language::Rust, INSTALL_RUST)?;
     let artifact = target_dir.join(RUST_TARGET).join("release").join(format!("{}.wasm", name.replace('-', "_")));
     if !artifact.is_file() {
         return Err(BuildError::NoOutput { tool: "cargo".into(), path: artifact });
@@ -123,12 +129,13 @@ fn build_rust(dir: &Path, name: &str, output: &Path) -> Result<(), BuildError> {
 }
 
 /// Whether rustc has the wasm32-wasip2 standard library (these machines
-/// set RUSTUP_AUTO_INSTALL=0, so cargo would not add it).
-fn rust_target_installed() -> bool {
+/// set RUSTUP_AUTO_INSTALL=0, so cargo would not add it); `None` when there
+/// is no rustc to ask.
+fn rust_target_installed() -> Option<bool> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else { return false };
+    let out = Command::new(rustc).args(["--print", "sysroot"]).output().ok().filter(|out| out.status.success())?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    sysroot.join("lib/rustlib").join(RUST_TARGET).is_dir()
+    Some(sysroot.join("lib/rustlib").join(RUST_TARGET).is_dir())
 }
 
 /// componentize-js (npm): the one `BERTH_COMPONENTIZE_JS` names, else the

@@ -67,7 +67,7 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[P
             // unready. Before berth is ready, there is nothing to keep.
             let serving = app.policies.load().as_ref().is_some_and(|old| old.unsynced().is_empty());
             if serving && !synced_within(&set, RELOAD_SYNC_TIMEOUT).await {
-                let pending = set.unsynced().join(", ");
+                let pending = set.unlisted().join(", ");
                 app.metrics.reloads.get_or_create(&super::metrics::ReloadLabels { result: "refused" }).inc();
                 return tracing::error!(
                     why,
@@ -94,9 +94,13 @@ async fn reload(app: &App, runtime: &Arc<Runtime>, watches: &Watches, paths: &[P
 /// How long a reload waits for the caches a new configuration needs.
 const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whether every cache `set` reads completes a full list within `limit`.
+/// The owner caches' sync deadline, which lets a starting replica serve by
+/// GET, does not count here: a serving set is not replaced by one that
+/// could not list (no RBAC for a new kind, say).
 async fn synced_within(set: &PolicySet, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
-    while !set.unsynced().is_empty() {
+    while !set.unlisted().is_empty() {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
