@@ -7,5 +7,6 @@ pub mod client;
 pub mod fixtures;
 pub mod jsonpatch;
 pub mod kube;
+pub mod machine;
 pub mod server;
 pub mod slow;

@@ -35,6 +35,7 @@ use berth_e2e::admission::{Answer, check};
 use berth_e2e::client::{Client, Protocol};
 use berth_e2e::fixtures;
 use berth_e2e::kube::{FakeKubeApi, Recorded};
+use berth_e2e::machine::shell;
 use berth_e2e::server::Server;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -321,14 +322,6 @@ async fn latency(options: &Options, api: &FakeKubeApi, server: &Server) -> anyho
         println!("  {:<42} {:>9} {:>9}   {per_request:.2}", case.describe(), ms(at(50)), ms(at(99)));
     }
     Ok(())
-}
-
-fn shell(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|error| format!("({program}: {error})"))
 }
 
 fn cpu_model() -> String {

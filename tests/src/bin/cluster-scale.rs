@@ -36,6 +36,7 @@
 use anyhow::{Context as _, bail, ensure};
 use berth_e2e::fixtures;
 use berth_e2e::kube::{FakeKubeApi, Recorded};
+use berth_e2e::machine::shell;
 use berth_e2e::server::Server;
 use berth_load::client::Connector;
 use berth_load::{Protocol, Target};
@@ -549,12 +550,4 @@ fn churn(
         }
         Ok(())
     })
-}
-
-fn shell(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|error| format!("({program}: {error})"))
 }
