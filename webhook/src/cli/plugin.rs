@@ -67,7 +67,7 @@ impl PluginArgs {
 fn print_built(built: &Built, dir: &Path) -> anyhow::Result<()> {
     let sha256 = hex::encode(sha2::Sha256::digest(&built.bytes));
     let mut out = std::io::stdout().lock();
-    writeln!(out, "built {}", built.path.display())?;
+    writeln!(out, "built {} (a {} project)", built.path.display(), built.language.as_str())?;
     writeln!(out, "  size    {} bytes ({:.1} MiB)", built.bytes.len(), built.bytes.len() as f64 / (1 << 20) as f64)?;
     writeln!(out, "  sha256  {sha256}")?;
     writeln!(out, "  loads   in berth (berth:policy@0.3.0), compiled and cached")?;
