@@ -107,7 +107,10 @@ pub async fn run(options: Options, reviews: Reviews) -> Result<Report, RunError>
     let (queue, scheduler) = match shared.options.rate {
         Some(rate) => {
             let (send, receive) = mpsc::unbounded_channel();
-            let scheduler = tokio::spawn(schedule(shared.clone(), rate, begin, send));
+            let scheduler = {
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || schedule(&shared, rate, begin, send))
+            };
             (Some(Arc::new(Mutex::new(receive))), Some(scheduler))
         }
         None => (None, None),
@@ -128,7 +131,12 @@ pub async fn run(options: Options, reviews: Reviews) -> Result<Report, RunError>
 /// Open loop: put each request's due time on the queue at its time, from
 /// `begin` on, whatever the workers are doing. Requests the workers never
 /// got to by the end are counted as not sent.
-async fn schedule(shared: Arc<Shared>, rate: f64, begin: Instant, queue: mpsc::UnboundedSender<Instant>) {
+///
+/// A thread of its own, sleeping with the OS's high-resolution timer:
+/// tokio's timer wheel rounds every deadline up to the next millisecond,
+/// which made each request up to a millisecond late and counted that in its
+/// latency (the server's p99 at 1,000/s read 1 ms worse than it was).
+fn schedule(shared: &Shared, rate: f64, begin: Instant, queue: mpsc::UnboundedSender<Instant>) {
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut index: u64 = 0;
     loop {
@@ -139,9 +147,12 @@ async fn schedule(shared: Arc<Shared>, rate: f64, begin: Instant, queue: mpsc::U
         if due >= shared.measure_from && !shared.claim() {
             break;
         }
-        // A timer that wakes late sends the requests due by then at once;
+        // A sleep that ends late sends the requests due by then at once;
         // their latency still counts from when they were due.
-        tokio::time::sleep_until(due).await;
+        let wait = due.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         if queue.send(due).is_err() {
             break;
         }
