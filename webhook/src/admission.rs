@@ -152,10 +152,9 @@ fn mutate(matched: &[Matched<'_>], review: Review) -> Admitted {
     for one in matched {
         let policy = one.policy;
         if changed_object.is_none()
-            && let Some(object) = working.changed_object()
+            && let Some(original) = &request.object
         {
-            // Serializing a Value cannot fail; to_string would go through fmt.
-            changed_object = serde_json::to_string(object).ok();
+            changed_object = working.changed_text(original);
         }
         let input = PluginRequest {
             request: &info,

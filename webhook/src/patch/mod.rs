@@ -25,20 +25,18 @@ pub enum PatchError {
     Unpatchable(String),
 }
 
+mod sparse;
+
+use sparse::Sparse;
+
 /// The object as the mutating chain has left it so far. The first change
-/// builds two trees of the object: the one patched, and the original to
-/// tell at the end whether the changes cancelled out. A chain that changes
-/// nothing builds neither.
+/// builds the parts of the object that the ops reach (see [`sparse`]), and
+/// the same parts as they were, to tell at the end whether the changes
+/// cancelled out. A chain that changes nothing builds nothing.
 #[derive(Debug, Default)]
 pub struct WorkingCopy {
-    trees: Option<Trees>,
+    trees: Option<Sparse>,
     ops: Vec<PatchOperation>,
-}
-
-#[derive(Debug)]
-struct Trees {
-    original: Value,
-    current: Value,
 }
 
 impl WorkingCopy {
@@ -46,9 +44,16 @@ impl WorkingCopy {
         Self::default()
     }
 
-    /// The current object: `None` until the first change.
-    pub fn changed_object(&self) -> Option<&Value> {
-        self.trees.as_ref().map(|trees| &trees.current)
+    /// The current object's JSON text, for the next plugin: `None` until
+    /// the first change. `original` is the object the chain began with.
+    pub fn changed_text(&self, original: &Object) -> Option<String> {
+        self.trees.as_ref().map(|trees| trees.write(original.text()))
+    }
+
+    /// The current object as a tree: `None` until the first change.
+    pub fn changed_object(&self, original: &Object) -> Option<Value> {
+        // The text written is JSON from the original's members and trees.
+        self.changed_text(original).and_then(|text| serde_json::from_str(&text).ok())
     }
 
     /// Apply one plugin's patch to `original` as changed so far, and return
@@ -67,18 +72,23 @@ impl WorkingCopy {
         if ops.iter().any(|op| op.path().as_str().is_empty() || from(op).is_some_and(str::is_empty)) {
             return Err(PatchError::WholeObject);
         }
+        let text = original.text();
         let first = self.trees.is_none();
-        if first {
-            let original = original.to_value().map_err(|err| PatchError::Unpatchable(err.to_string()))?;
-            self.trees = Some(Trees { current: original.clone(), original });
+        let mut trees = match self.trees.take() {
+            Some(trees) => trees,
+            None => Sparse::new(text)?,
+        };
+        // Building more of the object leaves it the same object, so what
+        // was built stays even if the patch is refused.
+        let reached = ops.iter().try_for_each(|op| {
+            trees.reach(text, op.path().as_str())?;
+            from(op).map_or(Ok(()), |from| trees.reach(text, from))
+        });
+        let patched = reached.and_then(|()| patch_tree(&mut trees.current, &ops));
+        if !(first && patched.is_err()) {
+            self.trees = Some(trees);
         }
-        let trees = self.trees.as_mut().expect("set above");
-        if let Err(err) = patch_tree(&mut trees.current, &ops) {
-            if first {
-                self.trees = None;
-            }
-            return Err(err);
-        }
+        patched?;
         self.ops.extend(ops);
         Ok(start..self.ops.len())
     }
@@ -194,7 +204,7 @@ mod tests {
         assert!(matches!(copy.apply(&original, "not json"), Err(PatchError::NotAPatch(_))));
         assert!(copy.apply(&original, r#"[{"op":"remove","path":"/metadata/name"}]"#).is_err());
         assert!(
-            copy.changed_object().is_none(),
+            copy.changed_object(&original).is_none(),
             "a refused first patch leaves the apiserver's text to the next plugin"
         );
         assert!(matches!(copy.apply(&original, r#"{"op":"add"}"#), Err(PatchError::NotAPatch(_))));
@@ -210,25 +220,103 @@ mod tests {
         let original = pod();
         let mut copy = WorkingCopy::new();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/x","value":1}]"#).unwrap();
-        let before = copy.changed_object().cloned();
+        let before = copy.changed_object(&original);
         let err = copy.apply(&original, r#"[{"op":"move","from":"/spec/x","path":"/nowhere/x"}]"#).unwrap_err();
         assert!(matches!(err, PatchError::DoesNotApply(_)), "{err:?}");
-        assert_eq!(copy.changed_object().cloned(), before);
+        assert_eq!(copy.changed_object(&original), before);
         let err = copy.apply(&original, r#"[{"op":"move","from":"/metadata/namespace","path":"/nowhere/ns"}]"#);
         assert!(matches!(err, Err(PatchError::DoesNotApply(_))), "{err:?}");
-        assert_eq!(copy.changed_object().cloned(), before);
+        assert_eq!(copy.changed_object(&original), before);
     }
 
     #[test]
-    fn an_object_too_deep_for_a_tree_is_refused_not_patched() {
-        // Kept as text, such an object is read and matched; only a patch
-        // needs its tree, which serde_json's recursion limit refuses.
+    fn an_object_too_deep_for_a_tree_is_patched_beside_its_depth_and_refused_within() {
+        // Kept as text, such an object is read and matched; a patch builds
+        // only what it reaches, and serde_json's recursion limit refuses a
+        // tree of the deep part alone.
         let text = format!(r#"{{"metadata":{{"name":"p"}},"spec":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
         let deep: Object = serde_json::from_str(&text).unwrap();
         let mut copy = WorkingCopy::new();
-        let err = copy.apply(&deep, r#"[{"op":"add","path":"/spec2","value":1}]"#).unwrap_err();
+        let err = copy.apply(&deep, r#"[{"op":"add","path":"/spec/0/0","value":1}]"#).unwrap_err();
         assert!(matches!(err, PatchError::Unpatchable(_)), "{err:?}");
         assert!(!copy.changed() && copy.ops().is_empty());
+        copy.apply(&deep, r#"[{"op":"add","path":"/metadata/labels","value":{"a":"b"}}]"#).unwrap();
+        assert!(copy.changed());
+        let written = copy.changed_text(&deep).unwrap();
+        assert_eq!(written, text.replacen(r#""name":"p"}"#, r#""name":"p","labels":{"a":"b"}}"#, 1));
+    }
+
+    #[test]
+    fn only_what_the_ops_reach_is_rebuilt_and_the_rest_is_the_original_bytes() {
+        // Key order, escapes and numbers as the apiserver wrote them, where
+        // no op reached.
+        let text = r#"{"kind":"Pod","metadata":{"name":"p","annotations":{"z":"&","a":"1"},"labels":{"app":"x"}},"spec":{"b":1.50,"tolerations":[{"key":"k"}],"containers":[{"name":"c","image":"i"}]},"status":{}}"#;
+        let original: Object = serde_json::from_str(text).unwrap();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"replace","path":"/spec/containers/0/image","value":"j"}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"d"}}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"add","path":"/metadata/labels/b~1c","value":"y"}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/imagePullSecrets","value":[{"name":"s"}]}]"#).unwrap();
+        let written = copy.changed_text(&original).unwrap();
+        assert_eq!(
+            written,
+            r#"{"kind":"Pod","metadata":{"name":"p","annotations":{"z":"&","a":"1"},"labels":{"app":"x","b/c":"y"}},"spec":{"b":1.50,"tolerations":[{"key":"k"},{"key":"d"}],"containers":[{"image":"j","name":"c"}],"imagePullSecrets":[{"name":"s"}]},"status":{}}"#
+        );
+        // The same object as the whole patch applied to a whole tree.
+        let mut replay = original.to_value().unwrap();
+        json_patch::patch(&mut replay, copy.ops()).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), replay);
+        assert!(copy.changed());
+
+        // An op on an object a former op went into builds the rest of it,
+        // and a removal there is not undone by the original's text.
+        copy.apply(&original, r#"[{"op":"remove","path":"/metadata/labels/app"}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"replace","path":"/metadata","value":{"name":"p","x":{}}}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"move","from":"/spec/b","path":"/spec/c"}]"#).unwrap();
+        let written: Value = serde_json::from_str(&copy.changed_text(&original).unwrap()).unwrap();
+        let mut replay = original.to_value().unwrap();
+        json_patch::patch(&mut replay, copy.ops()).unwrap();
+        assert_eq!(written, replay);
+        assert_eq!(written["metadata"], serde_json::json!({"name": "p", "x": {}}));
+        assert_eq!(written["spec"]["c"], serde_json::json!(1.5));
+    }
+
+    #[test]
+    fn a_value_too_deep_to_build_is_kept_as_text_when_a_later_patch_is_refused() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(r#"{{"metadata":{{"name":"p"}},"spec":{{"deep":{deep},"x":1}}}}"#);
+        let original: Object = serde_json::from_str(&text).unwrap();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/y","value":2}]"#).unwrap();
+        let before = copy.changed_text(&original).unwrap();
+        assert!(matches!(
+            copy.apply(&original, r#"[{"op":"add","path":"/spec/deep/0","value":0}]"#),
+            Err(PatchError::Unpatchable(_))
+        ));
+        assert!(matches!(
+            copy.apply(&original, r#"[{"op":"replace","path":"/spec","value":{}}]"#),
+            Err(PatchError::Unpatchable(_))
+        ));
+        assert_eq!(copy.changed_text(&original).unwrap(), before);
+        assert_eq!(before, text.replace(r#""x":1}"#, r#""x":1,"y":2}"#));
+        assert_eq!(copy.ops().len(), 1);
+    }
+
+    #[test]
+    fn changes_that_cancel_out_are_no_change_wherever_they_reach() {
+        let text = r#"{"metadata":{"name":"p","labels":{"a":"1"}},"spec":{"x":{"y":[1,2]}}}"#;
+        let original: Object = serde_json::from_str(text).unwrap();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"replace","path":"/metadata/labels/a","value":"2"}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/x/y/0","value":0}]"#).unwrap();
+        assert!(copy.changed());
+        copy.apply(&original, r#"[{"op":"remove","path":"/spec/x/y/0"}]"#).unwrap();
+        copy.apply(&original, r#"[{"op":"replace","path":"/metadata/labels","value":{"a":"1"}}]"#).unwrap();
+        assert!(!copy.changed());
+        assert_eq!(
+            serde_json::from_str::<Value>(&copy.changed_text(&original).unwrap()).unwrap(),
+            original.to_value().unwrap()
+        );
     }
 
     #[test]
