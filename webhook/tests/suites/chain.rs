@@ -526,26 +526,42 @@ fn bad_settings_refuse_the_policy_in_either_mode_and_failure_policy() {
 }
 
 /// An object nested deeper than serde_json builds trees is still read and
-/// matched (it is kept as text), but patching it fails the policy as the
-/// object's fault, not the plugin's, under the policy's failurePolicy.
+/// matched (it is kept as text), and patched where the ops do not reach the
+/// deep part (only what they reach is built); a patch that reaches it fails
+/// the policy as the object's fault, not the plugin's, under the policy's
+/// failurePolicy.
 #[test]
 fn an_object_too_deep_to_patch_fails_the_policy_as_an_object_error() {
-    let mut review: Value = serde_json::from_slice(&bookie()).expect("fixture is JSON");
     let mut deep = json!(1);
     for _ in 0..200 {
         deep = json!([deep]);
     }
-    review["request"]["object"]["spec"]["deep"] = deep;
+    let mut review: Value = serde_json::from_slice(&bookie()).expect("fixture is JSON");
+    review["request"]["object"]["spec"]["deep"] = deep.clone();
+    review["request"]["object"]["spec"]["containers"][0]["deep"] = deep;
     // serde_json's own serializer has no depth limit.
     let body = serde_json::to_vec(&review).expect("serializes");
-
-    let policies = load(&[tolerations("deep", &["dedicated"])]);
+    let rewrite = "  - name: rewrite\n    plugin: builtin:registry-rewrite\n    mode: mutate\n    settings:\n      rules: [{from: docker.io, to: harbor.example.com/library}]\n";
+    let policies = load(&[tolerations("beside", &["dedicated"]), rewrite.to_owned()]);
     let admitted = admit(&policies, Endpoint::Mutate, Review::parse(&body).expect("a deep object is a review"));
     match &admitted.outcomes[..] {
-        [PolicyOutcome { result: PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail }, .. }] => {
+        [
+            PolicyOutcome { result: PolicyResult::Mutated(_), .. },
+            PolicyOutcome { result: PolicyResult::Failed { error, failure_policy: FailurePolicy::Fail }, .. },
+        ] => {
+            // The container the image is in holds the deep value: building
+            // it is what fails.
             assert_eq!(error.kind(), "object", "{error:?}");
         }
         other => panic!("{other:?}"),
     }
     assert!(!admitted.response.allowed && admitted.response.patch.is_none(), "{:?}", admitted.response);
+
+    // The tolerations alone: the deep members are beside what is built.
+    let policies = load(&[tolerations("beside", &["dedicated"])]);
+    let admitted = admit(&policies, Endpoint::Mutate, Review::parse(&body).expect("a deep object is a review"));
+    assert!(admitted.response.allowed, "{:?}", admitted.response);
+    let (ops, _) = patched(&admitted);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0]["path"], "/spec/tolerations/-");
 }
