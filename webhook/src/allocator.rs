@@ -4,8 +4,8 @@
 //!
 //! A start in a big cluster parses the owner lists (~240 MB of JSON for
 //! 100,000 owners, a page at a time) and keeps ~26 MB of it. Measured at
-//! 100,000 owners (BENCHMARKS.md, Round 3), two things kept RSS ~25 MiB
-//! above that: mimalloc gives freed memory back after a delay, and only once
+//! 100,000 owners (BENCHMARKS.md, Round 3), two things kept RSS 20-25 MiB
+//! higher than it need be: mimalloc gives freed memory back after a delay, and only once
 //! some later allocation on that thread gets round to it, which an idle
 //! server does not do; and it asks the kernel for transparent huge pages on
 //! its arenas, which makes a 2 MiB page resident whole for a few bytes in
@@ -16,8 +16,8 @@
 /// mimalloc asked for them (`MADV_HUGEPAGE`) on the arena it reserved
 /// before `main`, and the kernel honours this flag on every later fault,
 /// in that arena too. Paired on the admission path it cost 2-3% more CPU
-/// per review, within the noise (BENCHMARKS.md, Round 3), and halves RSS
-/// under load.
+/// per review, within the noise (BENCHMARKS.md, Round 3), and RSS under
+/// load fell from 75-110 to 55-58 MiB.
 pub fn no_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some_and(|v| v != "0") {
         return;
