@@ -5,11 +5,11 @@
 //! A start in a big cluster parses the owner lists (~240 MB of JSON for
 //! 100,000 owners, a page at a time) and keeps ~26 MB of it. Measured at
 //! 100,000 owners (BENCHMARKS.md, Round 3), two things kept RSS 20-25 MiB
-//! higher than it need be: mimalloc gives freed memory back after a delay, and only once
-//! some later allocation on that thread gets round to it, which an idle
-//! server does not do; and it asks the kernel for transparent huge pages on
-//! its arenas, which makes a 2 MiB page resident whole for a few bytes in
-//! use (and khugepaged fills in again what mimalloc gave back).
+//! higher than it need be: mimalloc gives freed memory back after a delay,
+//! and only once some later allocation on that thread gets round to it,
+//! which an idle server does not do; and it asks the kernel for transparent
+//! huge pages on its arenas, which makes a 2 MiB page resident whole for a
+//! few bytes in use.
 
 /// Transparent huge pages off for this process, unless the environment
 /// asks for them (`MIMALLOC_ALLOW_THP=1`). Called first thing in `main`:
