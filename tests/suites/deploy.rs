@@ -422,6 +422,42 @@ fn a_client_ca_secret_is_mounted_and_given_to_berth_as_client_ca() {
 }
 
 #[test]
+fn owner_cache_values_become_berths_flags_and_the_defaults_leave_berths_own() {
+    let args = |rendered: &Rendered| rendered.container().args.unwrap_or_default();
+    let owner_flags =
+        |rendered: &Rendered| args(rendered).into_iter().filter(|a| a.starts_with("--owner-")).collect::<Vec<_>>();
+    assert_eq!(owner_flags(&render(&[])), Vec::<String>::new(), "berth's own defaults, as before");
+
+    let rendered = render(&[
+        "--set",
+        "serve.ownerCache.limit=128Mi",
+        "--set",
+        "serve.ownerCache.syncDeadline=45s",
+        "--set",
+        "serve.ownerCache.listPageSize=250",
+        "--set",
+        "serve.ownerCache.streamingList=true",
+    ]);
+    validate(&rendered);
+    assert_eq!(
+        owner_flags(&rendered),
+        [
+            "--owner-cache-limit=128Mi",
+            "--owner-sync-deadline=45s",
+            "--owner-list-page-size=250",
+            "--owner-streaming-list"
+        ]
+    );
+    // berth parses every argument (values included) before it acts on
+    // --help: the chart's flags are ones this berth takes.
+    let (ok, _, stderr) = run(Command::new(binary()).args(args(&rendered)).arg("--help"));
+    assert!(ok, "berth refuses the rendered arguments {:?}: {stderr}", args(&rendered));
+    let (ok, _, _) =
+        run(Command::new(binary()).args(args(&render(&["--set", "serve.ownerCache.limit=lots"]))).arg("--help"));
+    assert!(!ok, "a value berth cannot read is refused, so the check above means something");
+}
+
+#[test]
 fn the_ca_bundle_comes_from_values_or_from_cert_managers_injector() {
     let bundle = base64::engine::general_purpose::STANDARD.encode("-----BEGIN CERTIFICATE-----\n");
     let rendered = render(&["--set", &format!("tls.caBundle={bundle}")]);

@@ -2,6 +2,7 @@
 //! components. docs/ARCHITECTURE.md maps the modules.
 
 pub mod admission;
+pub mod allocator;
 pub mod audit;
 pub mod builtin;
 pub mod certs;

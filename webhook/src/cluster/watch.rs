@@ -310,6 +310,9 @@ where
                 Ok(Event::InitApply(object) | Event::Apply(object)) => store.apply(&object.meta),
                 Ok(Event::InitDone) => {
                     let count = store.end_list();
+                    // The pages just parsed are garbage now; an idle server
+                    // would hold them until its next allocations.
+                    crate::allocator::release_freed();
                     let took = started.elapsed();
                     tracing::info!(what, count, ?took, "cache synced from the Kubernetes API");
                 }
