@@ -256,9 +256,14 @@ fn validate(matched: &[Matched<'_>], review: Review) -> Admitted {
 }
 
 /// The request without its objects, as every plugin of this review gets
-/// it: serialized once, and only if a plugin runs.
+/// it: serialized once, and only if a plugin runs; then, too, the objects'
+/// texts are made compact (a review that matches nothing pays for neither).
 fn plugin_request_text(matched: &[Matched<'_>], request: &mut AdmissionRequest) -> String {
-    if matched.is_empty() { String::new() } else { request.to_json_without_objects() }
+    if matched.is_empty() {
+        return String::new();
+    }
+    request.compact_objects();
+    request.to_json_without_objects()
 }
 
 fn failed(error: impl Into<PolicyError>, policy: &Policy) -> PolicyResult {

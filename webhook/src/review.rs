@@ -124,8 +124,8 @@ fn check_type(api_version: Option<String>, kind: Option<String>) -> Result<(), R
 /// plugins get, and the metadata matching and the audit log read, parsed
 /// from that text once. The text is the apiserver's, compact as Go writes
 /// it; a review that came indented (a file, a test client) has the
-/// whitespace between its tokens taken out once here, rather than scanned
-/// again by every plugin. A tree of the whole
+/// whitespace between its tokens taken out once a plugin is about to read
+/// it ([`Object::compact`]), rather than scanned again by every plugin. A tree of the whole
 /// object is built only by those who need one ([`Object::to_value`]): a
 /// chain that mutates it, or an audit record that stores it.
 #[derive(Debug, Clone)]
@@ -144,6 +144,13 @@ impl Object {
         &self.meta
     }
 
+    /// Take out the whitespace between the text's tokens: the same JSON
+    /// value, which plugins then scan without it.
+    pub fn compact(&mut self) {
+        let text = std::mem::replace(&mut self.text, RawValue::NULL.to_owned());
+        self.text = compacted(text);
+    }
+
     /// A tree of the whole object. Fails only on nesting deeper than
     /// serde_json's limit, which the text alone does not check.
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
@@ -159,7 +166,7 @@ impl Serialize for Object {
 
 impl<'de> Deserialize<'de> for Object {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = compacted(Box::<RawValue>::deserialize(deserializer)?);
+        let text = Box::<RawValue>::deserialize(deserializer)?;
         let meta = Meta::of_object(text.get()).map_err(serde::de::Error::custom)?;
         Ok(Self { text, meta })
     }
@@ -318,6 +325,11 @@ impl AdmissionRequest {
 
     /// The request as JSON without its objects: what a plugin gets besides
     /// them (WIT `evaluate`'s `request`).
+    /// Compact both objects' texts ([`Object::compact`]).
+    pub fn compact_objects(&mut self) {
+        self.object.iter_mut().chain(self.old_object.iter_mut()).for_each(Object::compact);
+    }
+
     pub fn to_json_without_objects(&mut self) -> String {
         let objects = (self.object.take(), self.old_object.take());
         // Serializing a Value-backed struct cannot fail.
@@ -443,7 +455,9 @@ mod tests {
     fn an_indented_object_reaches_plugins_compact_and_unchanged_in_value() {
         let object = "{\n  \"metadata\" : {\"name\": \"p q\",\t\"labels\": { \"a\" : \"say \\\"hi\\\" \\\\\" } },\r\n  \"spec\": [ 1 , 2.5e3, true, null, { } , [ ] ] }";
         let body = review(&POD.replace(r#"{"metadata":{"generateName":"job-"}}"#, object));
-        let parsed = Review::parse(body.as_bytes()).unwrap();
+        let mut parsed = Review::parse(body.as_bytes()).unwrap();
+        assert_eq!(parsed.request.object.as_ref().unwrap().text(), object, "kept as sent until plugins read it");
+        parsed.request.compact_objects();
         let kept = parsed.request.object.as_ref().unwrap();
         assert_eq!(
             kept.text(),
@@ -461,7 +475,8 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let body = std::fs::read(entry.unwrap().path()).unwrap();
             let whole: Value = serde_json::from_slice(&body).unwrap();
-            let request = Review::parse(&body).unwrap().request;
+            let mut request = Review::parse(&body).unwrap().request;
+            request.compact_objects();
             for (object, sent) in
                 [(&request.object, &whole["request"]["object"]), (&request.old_object, &whole["request"]["oldObject"])]
             {
@@ -480,7 +495,8 @@ mod tests {
         // Spaces alone are not taken out: without a newline or tab the text
         // is taken to be as compact as its sender meant.
         let body = review(&POD.replace(r#"{"metadata":{"generateName":"job-"}}"#, r#"{"metadata": {"name": "p"}}"#));
-        let parsed = Review::parse(body.as_bytes()).unwrap();
+        let mut parsed = Review::parse(body.as_bytes()).unwrap();
+        parsed.request.compact_objects();
         assert_eq!(parsed.request.object.unwrap().text(), r#"{"metadata": {"name": "p"}}"#);
     }
 
