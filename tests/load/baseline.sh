@@ -78,12 +78,19 @@ load() {
   ( peak=0; while [ ! -e "$OUT/$name.done" ]; do r=$(rss "$pid"); [ "$r" -gt "$peak" ] && peak=$r; echo "$peak" >"$OUT/$name.rss"; sleep 0.2; done ) &
   local sampler=$!
   local before; before=$(cpu "$pid")
-  "$LOAD" "${args[@]}" -d "${DURATION}s" --warmup 0s --json "$OUT/$name.json" >"$OUT/$name.txt" || true
+  "$LOAD" "${args[@]}" -d "${DURATION}s" --warmup "${WARMUP:-0s}" --json "$OUT/$name.json" >"$OUT/$name.txt" || true
   local after; after=$(cpu "$pid")
   touch "$OUT/$name.done"; wait "$sampler"
-  jq -r --arg name "$name" --arg cmd "berth-load ${args[*]} -d ${DURATION}s --warmup 0s" \
+  # The CPU counted covers the warm-up too: an open loop's warm-up is its
+  # rate times its length in reviews, counted in with the measured ones.
+  local rate=0 prev=
+  for arg in "$@"; do [ "$prev" = --rate ] && rate=$arg; prev=$arg; done
+  local seconds=${WARMUP:-0s}
+  local warm=$(( rate * ${seconds%s} ))
+  jq -r --arg name "$name" --arg cmd "berth-load ${args[*]} -d ${DURATION}s --warmup ${WARMUP:-0s}" \
     --argjson cpu "$(( after - before ))" --argjson hz "$(getconf CLK_TCK)" --arg rss "$(cat "$OUT/$name.rss")" \
-    '"| \($name) | `\($cmd)` | \(.throughput | floor) | \(.latency_ms.p50) | \(.latency_ms.p99) | \(.latency_ms.max) | \(if .ok > 0 then ($cpu / $hz * 1000 / .ok * 1000 | floor / 1000) else "-" end) | \(.failed) | \($rss) |"' \
+    --argjson warm "$warm" \
+    '"| \($name) | `\($cmd)` | \(.throughput | floor) | \(.latency_ms.p50) | \(.latency_ms.p99) | \(.latency_ms.max) | \(if .ok > 0 then ($cpu / $hz * 1000 / (.ok + $warm) * 1000 | floor / 1000) else "-" end) | \(.failed) | \($rss) |"' \
     "$OUT/$name.json"
 }
 
@@ -98,11 +105,16 @@ load mutate-h1 default /mutate "$BOOKIE" --protocol h1 -c 8 --expect-allowed tru
 load validate-mutated-h2 default /validate "$OUT/bookie-mutated.json" -c 16 -m 8 --expect-allowed true --expect-patch never
 load validate-unmutated-h2 default /validate "$BOOKIE" -c 16 -m 8 --expect-allowed false --expect-patch never
 load mutate-h2-1conn-seq default /mutate "$BOOKIE" -c 1 -m 1 --expect-patch always
+# Open loop: the steady state, past the first second of the run's new
+# connections (measured from each request's due time, after a 1 s warm-up
+# at the same rate on the same connections).
+export WARMUP=1s
+load floor-h2-open-1000 floor /mutate "$BOOKIE" -c 16 -m 8 --rate 1000
 load mutate-h2-open-500 default /mutate "$BOOKIE" -c 16 -m 8 --rate 500 --expect-patch always
 load mutate-h2-open-1000 default /mutate "$BOOKIE" -c 16 -m 8 --rate 1000 --expect-patch always
 load mutate-h2-compact-open-1000 default /mutate "$OUT/bookie-compact.json" -c 16 -m 8 --rate 1000 --expect-patch always
-# h2load's timing script plays on each connection: compare on one.
 load mutate-h2-open-1000-1conn default /mutate "$BOOKIE" -c 1 -m 128 --rate 1000 --expect-patch always
+unset WARMUP
 
 # h2load on the same servers and review: closed loop, then open loop at
 # 1,000/s from a timing script; percentiles from its per-request log.
@@ -134,6 +146,7 @@ h2row h2load-mutate-h2-compact "$DEFAULT" https://127.0.0.1:8443/mutate "$OUT/bo
 h2row h2load-mutate-h1 "$DEFAULT" https://127.0.0.1:8443/mutate "$BOOKIE" --h1 -c 8 -t 1 -D "$DURATION"
 # Open loop at 1,000/s: 8 connections at 125 requests/s each (h2load's
 # --rps is per connection). Its latency counts from each request's send.
+h2row h2load-floor-open-1000 "$FLOOR" https://127.0.0.1:8444/mutate "$BOOKIE" -c 8 -m 8 -t 1 -D "$DURATION" --rps 125
 h2row h2load-mutate-open-1000 "$DEFAULT" https://127.0.0.1:8443/mutate "$BOOKIE" -c 8 -m 8 -t 1 -D "$DURATION" --rps 125
 
 echo
