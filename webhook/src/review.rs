@@ -135,7 +135,8 @@ pub struct Object {
 }
 
 impl Object {
-    /// The object's JSON text, as the apiserver sent it.
+    /// The object's JSON text: as the apiserver sent it, or compact once a
+    /// plugin is about to read it ([`Object::compact`]).
     pub fn text(&self) -> &str {
         self.text.get()
     }

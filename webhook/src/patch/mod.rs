@@ -20,8 +20,10 @@ pub enum PatchError {
     Protected(&'static str),
     #[error("patch operates on the whole object (path \"\"), which kube-apiserver cannot apply; patch its fields")]
     WholeObject,
-    /// The object's text is JSON, but nests deeper than berth builds trees.
-    #[error("the object nests deeper than berth builds trees: {0}")]
+    /// The object's text is JSON, but the part a patch reaches cannot be
+    /// built as a tree: it nests deeper than serde_json's limit, or holds a
+    /// number serde_json cannot represent.
+    #[error("berth cannot build the part of the object the patch reaches: {0}")]
     Unpatchable(String),
 }
 
@@ -303,6 +305,24 @@ mod tests {
         assert_eq!(copy.changed_text(&original).unwrap(), before);
         assert_eq!(before, text.replace(r#""x":1}"#, r#""x":1,"y":2}"#));
         assert_eq!(copy.ops().len(), 1);
+    }
+
+    #[test]
+    fn a_refused_patch_leaves_every_partial_object_whole_at_any_depth() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(r#"{{"metadata":{{"name":"p"}},"spec":{{"a":{{"deep":{deep},"k":1}},"b":1}}}}"#);
+        let original: Object = serde_json::from_str(&text).unwrap();
+        let mut copy = WorkingCopy::new();
+        copy.apply(&original, r#"[{"op":"add","path":"/spec/a/x","value":1}]"#).unwrap();
+        let before = copy.changed_text(&original).unwrap();
+        assert_eq!(before, text.replace(r#""k":1}"#, r#""k":1,"x":1}"#));
+        // Completing /spec must build /spec/a's deep member too, and fails:
+        // neither object may lose a member for it.
+        let err = copy.apply(&original, r#"[{"op":"replace","path":"/spec","value":{}}]"#).unwrap_err();
+        assert!(matches!(err, PatchError::Unpatchable(_)), "{err:?}");
+        assert_eq!(copy.changed_text(&original).unwrap(), before);
+        copy.apply(&original, r#"[{"op":"replace","path":"/spec/a/k","value":2}]"#).unwrap();
+        assert!(copy.changed_text(&original).unwrap().ends_with(r#""k":2,"x":1},"b":1}}"#));
     }
 
     #[test]

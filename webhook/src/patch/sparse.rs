@@ -23,6 +23,9 @@ use std::ops::Range;
 pub(super) struct Sparse {
     pub current: Value,
     pub original: Value,
+    /// Where the original text is and how long: every call must pass the
+    /// same text, which the byte ranges below index.
+    text: (usize, usize),
     /// Partial objects by pointer (escaped as in a JSON Pointer, `""` for
     /// the root). If a pointer is here, so is each of its prefixes.
     partial: BTreeMap<String, Members>,
@@ -42,25 +45,37 @@ impl Sparse {
     pub fn new(text: &str) -> Result<Self, PatchError> {
         let root = Members::of(text, 0..text.len())?;
         let empty = Value::Object(Map::new());
-        Ok(Self { current: empty.clone(), original: empty, partial: BTreeMap::from([(String::new(), root)]) })
+        Ok(Self {
+            current: empty.clone(),
+            original: empty,
+            text: (text.as_ptr() as usize, text.len()),
+            partial: BTreeMap::from([(String::new(), root)]),
+        })
+    }
+
+    fn same_text(&self, text: &str) -> bool {
+        self.text == (text.as_ptr() as usize, text.len())
     }
 
     /// Build what an op at `pointer` reads or writes: every object on the
     /// way (partial), and the target itself whole.
     pub fn reach(&mut self, text: &str, pointer: &str) -> Result<(), PatchError> {
+        debug_assert!(self.same_text(text), "a working copy is patched against one object's text");
         let Some(path) = pointer.strip_prefix('/') else { return Ok(()) };
         let segments: Vec<&str> = path.split('/').collect();
         let mut at = String::new();
         for (index, segment) in segments.iter().enumerate() {
             let child = format!("{at}/{segment}");
             if !self.partial.contains_key(&child) {
-                // Below a node built whole, everything is built.
+                // `at` is partial here: the root is, and the loop goes on
+                // only into partial children.
                 let Some(members) = self.partial.get_mut(&at) else { return Ok(()) };
                 let key = unescape(segment);
                 // None: in the trees already, or not in the original (the op
                 // creates it, or fails as it would on the whole object).
                 let Some(range) = members.find(&key) else { return Ok(()) };
-                let value_text = text[range.clone()].trim_start();
+                // A RawValue's text starts at its value: no whitespace.
+                let value_text = &text[range.clone()];
                 // Marked reached only once in the trees: a value too deep to
                 // build stays text, and is written out as it was.
                 if index + 1 < segments.len() && value_text.starts_with('{') {
@@ -87,21 +102,24 @@ impl Sparse {
         let below = format!("{pointer}/");
         let pointers: Vec<String> =
             self.partial.keys().filter(|p| *p == pointer || p.starts_with(&below)).cloned().collect();
-        for at in pointers {
-            let members = &self.partial[&at];
-            // Parsed before anything changes: a value too deep to build
-            // leaves this object partial, as it was.
-            let built = members
-                .raw
-                .iter()
-                .zip(&members.reached)
-                .filter(|(_, reached)| !**reached)
-                .map(|((key, range), _)| Ok((key.clone(), parse(&text[range.clone()])?)))
-                .collect::<Result<Vec<_>, PatchError>>()?;
-            for (key, value) in built {
-                self.insert(&at, &key, value)?;
+        // Everything parsed before anything changes: a value too deep to
+        // build, at any depth, leaves every object here partial as it was.
+        let mut built = Vec::new();
+        for at in &pointers {
+            let members = &self.partial[at];
+            for ((key, range), reached) in members.raw.iter().zip(&members.reached) {
+                if !reached {
+                    built.push((at, key.clone(), parse(&text[range.clone()])?));
+                }
             }
-            self.partial.remove(&at);
+        }
+        // A parent before its children (the map's order): each member goes
+        // into an object that is there.
+        for (at, key, value) in built {
+            self.insert(at, &key, value)?;
+        }
+        for at in &pointers {
+            self.partial.remove(at);
         }
         Ok(())
     }
@@ -123,6 +141,7 @@ impl Sparse {
     /// The current object as JSON text: the members the ops reached as the
     /// trees have them, the others as the original's bytes.
     pub fn write(&self, text: &str) -> String {
+        debug_assert!(self.same_text(text), "a working copy is written with its object's text");
         let mut out = Vec::with_capacity(text.len() + 256);
         self.write_node(&mut out, &self.current, "", text);
         // Only JSON text and the original's own bytes were written.
