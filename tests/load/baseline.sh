@@ -4,7 +4,8 @@
 # cross-checked with h2load, on the Pulsar bookie-0 Pod.
 #
 #   cargo build --release -p berth -p berth-load
-#   bash tests/load/baseline.sh [out-dir]      # about 3 minutes
+#   bash tests/load/baseline.sh [out-dir]      # about 4 minutes
+#   ONLY=open bash tests/load/baseline.sh      # only the rows named *open*
 #
 # Needs jq, curl, python3 and h2load (Debian: nghttp2-client). Prints one
 # markdown table row per measurement; the raw reports stay in out-dir.
@@ -33,7 +34,15 @@ trap cleanup EXIT
 
 # cpu PID: the process's user+system CPU so far, in clock ticks.
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-rss() { ps -o rss= -p "$1" | tr -d ' '; }
+# VmRSS in KiB, read by the shell itself: the sampler below runs five times
+# a second during every row, and a `ps` each time was CPU taken from the
+# server on these 2 cores (it showed in the open loop's p99).
+rss() {
+  local key value _
+  while read -r key value _; do
+    if [ "$key" = VmRSS: ]; then echo "$value"; return; fi
+  done <"/proc/$1/status"
+}
 now_ms() { date +%s%3N; }
 
 # start NAME PORT CACHE [serve args...]: start berth, wait for "ready";
@@ -65,11 +74,15 @@ sleep 1
 echo "| RSS idle, default policy | $(rss "$DEFAULT") KiB |"
 echo "| RSS idle, floor | $(rss "$FLOOR") KiB |"
 
+# ONLY=open runs only the rows whose name holds "open" (and the starts).
+only() { [ -z "${ONLY:-}" ] || [[ $1 == *"$ONLY"* ]]; }
+
 # load NAME SERVER PATH REVIEW [berth-load args...]: one berth-load row on
 # the floor or default server, with the server's CPU per good answer and
 # its peak RSS during the run.
 load() {
   local name=$1 server=$2 path=$3 review=$4; shift 4
+  only "$name" || return 0
   local pid port
   if [ "$server" = floor ]; then pid=$FLOOR port=8444; else pid=$DEFAULT port=8443; fi
   local args=(--url "https://127.0.0.1:$port$path" --ca "$OUT/tls-$server/ca.crt" "$@" "$review")
@@ -120,6 +133,7 @@ unset WARMUP
 # 1,000/s from a timing script; percentiles from its per-request log.
 h2row() {
   local name=$1 pid=$2 url=$3 review=$4; shift 4
+  only "$name" || return 0
   # Warm up unmeasured, as for berth-load, so the CPU counted is the run's.
   h2load -c 4 -m 4 -t 1 -D 1 -d "$review" -H 'content-type: application/json' "$url" >/dev/null 2>&1 || true
   local before; before=$(cpu "$pid")
