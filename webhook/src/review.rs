@@ -125,9 +125,10 @@ fn check_type(api_version: Option<String>, kind: Option<String>) -> Result<(), R
 /// from that text once. The text is the apiserver's, compact as Go writes
 /// it; a review that came indented (a file, a test client) has the
 /// whitespace between its tokens taken out once a plugin is about to read
-/// it ([`Object::compact`]), rather than scanned again by every plugin. A tree of the whole
-/// object is built only by those who need one ([`Object::to_value`]): a
-/// chain that mutates it, or an audit record that stores it.
+/// it ([`Object::compact`]), rather than scanned again by every plugin. A
+/// mutating chain builds only the parts its patches reach (`patch/`); a
+/// tree of the whole object ([`Object::to_value`]) is built only for an
+/// audit record that stores it.
 #[derive(Debug, Clone)]
 pub struct Object {
     text: Box<RawValue>,
