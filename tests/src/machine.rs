@@ -9,3 +9,23 @@ pub fn shell(program: &str, args: &[&str]) -> String {
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_else(|error| format!("({program}: {error})"))
 }
+
+/// The machine line every bench prints: cores, CPU model, and the load
+/// average before its runs.
+pub fn describe() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("nproc {}, {}, load average {} (before the runs)", shell("nproc", &[]), cpu_model(), load.join(" "))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "CPU model unknown".to_owned())
+}

@@ -35,7 +35,7 @@ use berth_e2e::admission::{Answer, check};
 use berth_e2e::client::{Client, Protocol};
 use berth_e2e::fixtures;
 use berth_e2e::kube::{FakeKubeApi, Recorded};
-use berth_e2e::machine::shell;
+use berth_e2e::machine::{self, shell};
 use berth_e2e::server::Server;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -82,12 +82,7 @@ fn main() -> anyhow::Result<()> {
     println!("cluster-footprint: berth's cluster cache (issue 9)");
     println!("command:  {}", command.join(" "));
     println!("berth:    {} (commit {})", options.berth.display(), shell("git", &["describe", "--always", "--dirty"]));
-    println!(
-        "machine:  nproc {}, {}, load average {} (before the runs)",
-        shell("nproc", &[]),
-        cpu_model(),
-        std::fs::read_to_string("/proc/loadavg")?.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-    );
+    println!("machine:  {}", machine::describe());
     let jobs: Vec<Value> = (0..options.objects).map(|i| chart_job(i, !options.without_last_applied)).collect();
     let last_applied =
         match jobs[0]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str() {
@@ -322,16 +317,4 @@ async fn latency(options: &Options, api: &FakeKubeApi, server: &Server) -> anyho
         println!("  {:<42} {:>9} {:>9}   {per_request:.2}", case.describe(), ms(at(50)), ms(at(99)));
     }
     Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "CPU model unknown".to_owned())
 }

@@ -36,7 +36,7 @@
 use anyhow::{Context as _, bail, ensure};
 use berth_e2e::fixtures;
 use berth_e2e::kube::{FakeKubeApi, Recorded};
-use berth_e2e::machine::shell;
+use berth_e2e::machine;
 use berth_e2e::server::Server;
 use berth_load::client::Connector;
 use berth_load::{Protocol, Target};
@@ -104,11 +104,7 @@ fn main() -> anyhow::Result<()> {
     println!("cluster-scale: berth against N owner objects (issue 18)");
     println!("command:  {}", command.join(" "));
     println!("berth:    {}", options.berth.display());
-    println!(
-        "machine:  nproc {}, load average {} (before the runs)",
-        shell("nproc", &[]),
-        std::fs::read_to_string("/proc/loadavg")?.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-    );
+    println!("machine:  {}", machine::describe());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // A first start compiles the plugins into the cache, not measured.
     {
