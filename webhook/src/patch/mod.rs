@@ -52,12 +52,6 @@ impl WorkingCopy {
         self.trees.as_ref().map(|trees| trees.write(original.text()))
     }
 
-    /// The current object as a tree: `None` until the first change.
-    pub fn changed_object(&self, original: &Object) -> Option<Value> {
-        // The text written is JSON from the original's members and trees.
-        self.changed_text(original).and_then(|text| serde_json::from_str(&text).ok())
-    }
-
     /// Apply one plugin's patch to `original` as changed so far, and return
     /// where its ops stand among [`WorkingCopy::ops`]. On any error the
     /// working copy is unchanged (a refused first patch leaves no trees).
@@ -209,7 +203,7 @@ mod tests {
         assert!(matches!(copy.apply(&original, "not json"), Err(PatchError::NotAPatch(_))));
         assert!(copy.apply(&original, r#"[{"op":"remove","path":"/metadata/name"}]"#).is_err());
         assert!(
-            copy.changed_object(&original).is_none(),
+            copy.changed_text(&original).is_none(),
             "a refused first patch leaves the apiserver's text to the next plugin"
         );
         assert!(matches!(copy.apply(&original, r#"{"op":"add"}"#), Err(PatchError::NotAPatch(_))));
@@ -225,13 +219,13 @@ mod tests {
         let original = pod();
         let mut copy = WorkingCopy::new();
         copy.apply(&original, r#"[{"op":"add","path":"/spec/x","value":1}]"#).unwrap();
-        let before = copy.changed_object(&original);
+        let before = copy.changed_text(&original);
         let err = copy.apply(&original, r#"[{"op":"move","from":"/spec/x","path":"/nowhere/x"}]"#).unwrap_err();
         assert!(matches!(err, PatchError::DoesNotApply(_)), "{err:?}");
-        assert_eq!(copy.changed_object(&original), before);
+        assert_eq!(copy.changed_text(&original), before);
         let err = copy.apply(&original, r#"[{"op":"move","from":"/metadata/namespace","path":"/nowhere/ns"}]"#);
         assert!(matches!(err, Err(PatchError::DoesNotApply(_))), "{err:?}");
-        assert_eq!(copy.changed_object(&original), before);
+        assert_eq!(copy.changed_text(&original), before);
     }
 
     #[test]
