@@ -1178,3 +1178,36 @@ fn the_manifests_are_generated_from_the_chart_and_up_to_date() {
     present.sort();
     assert_eq!(present, generated, "deploy/manifests holds exactly what generate.sh makes");
 }
+
+#[test]
+fn berth_audit_in_the_pod_reads_the_log_the_pod_writes() {
+    let rendered = render(&[]);
+    let container = rendered.container();
+    let args = container.args.expect("args");
+    let written = args.iter().find_map(|a| a.strip_prefix("--audit-log=")).expect("--audit-log");
+    let env = container.env.expect("env");
+    let read = env.iter().find(|e| e.name == "BERTH_AUDIT_LOG").and_then(|e| e.value.as_deref());
+    assert_eq!(read, Some(written), "`kubectl exec berth-0 -- berth audit` reads what berth serve writes");
+
+    // And berth reads BERTH_AUDIT_LOG, as `kubectl exec` runs it there.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("audit.log");
+    std::fs::write(
+        &log,
+        r#"{"time":"2024-05-01T12:00:00Z","uid":"u","operation":"CREATE","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"n","user":"u","endpoint":"validate","policy":"p","decision":"denied","message":"no","allowed":false}
+"#,
+    )
+    .expect("log");
+    let output = Command::new(binary())
+        .args(["audit", "report", "--html", "-"])
+        .env("BERTH_AUDIT_LOG", &log)
+        .current_dir(dir.path())
+        .output()
+        .expect("berth runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains(&log.display().to_string()),
+        "the page names the log it read"
+    );
+}
