@@ -1180,6 +1180,53 @@ fn the_manifests_are_generated_from_the_chart_and_up_to_date() {
 }
 
 #[test]
+fn the_grafana_dashboard_is_an_opt_in_configmap_for_grafanas_sidecar() {
+    let dashboard_file = std::fs::read_to_string(repo().join("deploy/chart/dashboards/berth.json")).expect("dashboard");
+    let default = render(&[]);
+    assert_eq!(default.all("ConfigMap").len(), 1, "no dashboard unless asked for");
+
+    let rendered = render(&["--set", "metrics.grafanaDashboard.enabled=true", "--set", "serviceMonitor.enabled=true"]);
+    validate(&rendered);
+    deserialize_all(&rendered);
+    let dashboards: Vec<ConfigMap> = rendered
+        .all("ConfigMap")
+        .into_iter()
+        .map(|o| serde_json::from_value(o.clone()).expect("a ConfigMap"))
+        .filter(|m: &ConfigMap| m.metadata.labels.as_ref().is_some_and(|l| l.contains_key("grafana_dashboard")))
+        .collect();
+    let [dashboard] = dashboards.as_slice() else { panic!("one dashboard ConfigMap, rendered {}", dashboards.len()) };
+    assert_eq!(dashboard.metadata.name.as_deref(), Some("berth-grafana-dashboard"));
+    assert_eq!(dashboard.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(dashboard.metadata.labels.as_ref().expect("labels")["grafana_dashboard"], "1");
+    let json = &dashboard.data.as_ref().expect("data")["berth.json"];
+    assert_eq!(json.trim_end(), dashboard_file.trim_end(), "the chart's dashboard, verbatim");
+    let parsed: Value = serde_json::from_str(json).expect("the dashboard is JSON");
+    assert_eq!(parsed["uid"], "berth-admission");
+    // The ServiceMonitor keeps berth's `endpoint` label, which the
+    // dashboard groups by.
+    assert_eq!(rendered.get("ServiceMonitor")["spec"]["endpoints"][0]["honorLabels"], true);
+
+    // Another sidecar label, Grafana's namespace, a folder.
+    let custom = render(&[
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.label=dashboards",
+        "--set",
+        "metrics.grafanaDashboard.labelValue=berth",
+        "--set",
+        "metrics.grafanaDashboard.namespace=monitoring",
+        "--set",
+        "metrics.grafanaDashboard.annotations.grafana_folder=Admission",
+    ]);
+    validate(&custom);
+    let map = custom.all("ConfigMap").into_iter().find(|o| o["metadata"]["labels"]["dashboards"] == "berth");
+    let map = map.expect("the dashboard under the custom label");
+    assert_eq!(map["metadata"]["namespace"], "monitoring");
+    assert_eq!(map["metadata"]["annotations"]["grafana_folder"], "Admission");
+}
+
+#[test]
 fn berth_audit_in_the_pod_reads_the_log_the_pod_writes() {
     let rendered = render(&[]);
     let container = rendered.container();

@@ -6,6 +6,7 @@ mod audit;
 mod authors;
 mod clients;
 mod cluster;
+mod dashboard;
 mod default_policy;
 mod deploy;
 mod eval;
