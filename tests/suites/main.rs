@@ -18,6 +18,7 @@ mod namespaces;
 mod pinned;
 mod plugin_images;
 mod releases;
+mod report;
 mod server;
 mod soak;
 mod updates;
