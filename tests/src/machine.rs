@@ -10,6 +10,16 @@ pub fn shell(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|error| format!("({program}: {error})"))
 }
 
+/// The lines every bench opens with: what it measures, the command as
+/// typed, the berth binary measured and its commit, and the machine.
+pub fn print_header(title: &str, berth: &std::path::Path) {
+    let command: Vec<String> = std::env::args().collect();
+    println!("{title}");
+    println!("command:  {}", command.join(" "));
+    println!("berth:    {} (commit {})", berth.display(), shell("git", &["describe", "--always", "--dirty"]));
+    println!("machine:  {}", describe());
+}
+
 /// The machine line every bench prints: cores, CPU model, and the load
 /// average before its runs.
 pub fn describe() -> String {

@@ -1178,3 +1178,83 @@ fn the_manifests_are_generated_from_the_chart_and_up_to_date() {
     present.sort();
     assert_eq!(present, generated, "deploy/manifests holds exactly what generate.sh makes");
 }
+
+#[test]
+fn the_grafana_dashboard_is_an_opt_in_configmap_for_grafanas_sidecar() {
+    let dashboard_file = std::fs::read_to_string(repo().join("deploy/chart/dashboards/berth.json")).expect("dashboard");
+    let default = render(&[]);
+    assert_eq!(default.all("ConfigMap").len(), 1, "no dashboard unless asked for");
+
+    let rendered = render(&["--set", "metrics.grafanaDashboard.enabled=true", "--set", "serviceMonitor.enabled=true"]);
+    validate(&rendered);
+    deserialize_all(&rendered);
+    let dashboards: Vec<ConfigMap> = rendered
+        .all("ConfigMap")
+        .into_iter()
+        .map(|o| serde_json::from_value(o.clone()).expect("a ConfigMap"))
+        .filter(|m: &ConfigMap| m.metadata.labels.as_ref().is_some_and(|l| l.contains_key("grafana_dashboard")))
+        .collect();
+    let [dashboard] = dashboards.as_slice() else { panic!("one dashboard ConfigMap, rendered {}", dashboards.len()) };
+    assert_eq!(dashboard.metadata.name.as_deref(), Some("berth-grafana-dashboard"));
+    assert_eq!(dashboard.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(dashboard.metadata.labels.as_ref().expect("labels")["grafana_dashboard"], "1");
+    let json = &dashboard.data.as_ref().expect("data")["berth.json"];
+    assert_eq!(json.trim_end(), dashboard_file.trim_end(), "the chart's dashboard, verbatim");
+    let parsed: Value = serde_json::from_str(json).expect("the dashboard is JSON");
+    assert_eq!(parsed["uid"], "berth-admission");
+    // The ServiceMonitor keeps berth's `endpoint` label, which the
+    // dashboard groups by.
+    assert_eq!(rendered.get("ServiceMonitor")["spec"]["endpoints"][0]["honorLabels"], true);
+
+    // Another sidecar label, Grafana's namespace, a folder.
+    let custom = render(&[
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.label=dashboards",
+        "--set",
+        "metrics.grafanaDashboard.labelValue=berth",
+        "--set",
+        "metrics.grafanaDashboard.namespace=monitoring",
+        "--set",
+        "metrics.grafanaDashboard.annotations.grafana_folder=Admission",
+    ]);
+    validate(&custom);
+    let map = custom.all("ConfigMap").into_iter().find(|o| o["metadata"]["labels"]["dashboards"] == "berth");
+    let map = map.expect("the dashboard under the custom label");
+    assert_eq!(map["metadata"]["namespace"], "monitoring");
+    assert_eq!(map["metadata"]["annotations"]["grafana_folder"], "Admission");
+}
+
+#[test]
+fn berth_audit_in_the_pod_reads_the_log_the_pod_writes() {
+    let rendered = render(&[]);
+    let container = rendered.container();
+    let args = container.args.expect("args");
+    let written = args.iter().find_map(|a| a.strip_prefix("--audit-log=")).expect("--audit-log");
+    let env = container.env.expect("env");
+    let read = env.iter().find(|e| e.name == "BERTH_AUDIT_LOG").and_then(|e| e.value.as_deref());
+    assert_eq!(read, Some(written), "`kubectl exec berth-0 -- berth audit` reads what berth serve writes");
+
+    // And berth reads BERTH_AUDIT_LOG, as `kubectl exec` runs it there.
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("audit.log");
+    std::fs::write(
+        &log,
+        r#"{"time":"2024-05-01T12:00:00Z","uid":"u","operation":"CREATE","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"n","user":"u","endpoint":"validate","policy":"p","decision":"denied","message":"no","allowed":false}
+"#,
+    )
+    .expect("log");
+    let output = Command::new(binary())
+        .args(["audit", "report", "--html", "-"])
+        .env("BERTH_AUDIT_LOG", &log)
+        .current_dir(dir.path())
+        .output()
+        .expect("berth runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let page = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains(&log.display().to_string()),
+        "the page names the log it read"
+    );
+}

@@ -7,6 +7,7 @@
 //! - [`writer`]: the sinks, group commit, rotation.
 //! - [`reader`]: reading rotated files, files and directories, merged by time.
 //! - [`summary`]: counts by policy, namespace and reason.
+//! - [`report`]: the HTML report, its charts aggregated here.
 //!
 //! The server's use, per request:
 //! ```ignore
@@ -25,6 +26,7 @@
 pub mod reader;
 pub mod record;
 pub mod redact;
+pub mod report;
 pub mod summary;
 pub mod writer;
 

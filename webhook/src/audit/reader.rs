@@ -191,6 +191,8 @@ struct Chain {
     follow: bool,
     /// Skip rotated files last written before this.
     since: Option<SystemTime>,
+    /// Every file opened, in the order read.
+    opened: Vec<Arc<Path>>,
 }
 
 struct Cursor {
@@ -207,7 +209,8 @@ struct Cursor {
 
 impl Chain {
     fn new(active: PathBuf, follow: bool, since: Option<SystemTime>, warnings: &mut Vec<String>) -> Self {
-        let mut chain = Self { active, pending: VecDeque::new(), current: None, last: None, follow, since };
+        let mut chain =
+            Self { active, pending: VecDeque::new(), current: None, last: None, follow, since, opened: Vec::new() };
         chain.queue_after(None, warnings);
         chain
     }
@@ -229,6 +232,7 @@ impl Chain {
         if let Some(at) = after.and_then(|after| opened.iter().position(|c| c.id == after)) {
             opened.drain(..=at);
         }
+        self.opened.extend(opened.iter().map(|c| c.file.clone()));
         self.pending.extend(opened);
     }
 
@@ -379,6 +383,11 @@ impl LogReader {
     /// The logs being read (their active paths).
     pub fn logs(&self) -> Vec<&Path> {
         self.chains.iter().map(|c| c.active.as_path()).collect()
+    }
+
+    /// Each log read, with the files of it opened so far, oldest first.
+    pub fn files(&self) -> Vec<(PathBuf, Vec<PathBuf>)> {
+        self.chains.iter().map(|c| (c.active.clone(), c.opened.iter().map(|f| f.to_path_buf()).collect())).collect()
     }
 
     /// Warnings since the last call: skipped lines, unreadable files.

@@ -18,7 +18,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, record: &AuditRecord) {
+    pub(crate) fn add(&mut self, record: &AuditRecord) {
         self.total += 1;
         match record.decision {
             Decision::Denied => self.denied += 1,

@@ -2,13 +2,15 @@
 //! merged by time), and `berth audit summary`: counts over a window.
 
 use crate::audit::reader::parse_since;
+use crate::audit::report::{self, Report, Scope};
 use crate::audit::summary::{Table, format_row, one_line, truncate};
 use crate::audit::{AuditRecord, AuditSpec, Decision, Entry, Filter, LogReader, Summary};
 use crate::config::Config;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -30,6 +32,10 @@ pub struct AuditArgs {
 enum AuditCommand {
     /// Counts by policy, by namespace and by reason over a time window.
     Summary(SummaryArgs),
+    /// One self-contained HTML page of the records: denials over time by
+    /// policy, the top namespaces, policies, users and reasons, denied
+    /// images by registry, and the records to filter, search and open.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,13 +56,29 @@ struct SummaryArgs {
     top: usize,
 }
 
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Write the page here; `-` writes it to stdout (`kubectl exec berth-0
+    /// -- berth audit report --html - > report.html`).
+    #[arg(long, value_name = "FILE")]
+    html: PathBuf,
+    /// Records the page's table holds, the newest (every chart counts all
+    /// records read, whatever this is).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    table_limit: usize,
+    /// Rows of each "top" chart.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    top: usize,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 struct LogArgs {
     /// An audit log file (its rotated files PATH.1, PATH.2 … are read too,
     /// oldest first) or a directory of logs. Repeat to merge several
-    /// replicas' logs by time. Default: audit.path of --config, else
+    /// replicas' logs by time. Default: $BERTH_AUDIT_LOG (the chart sets
+    /// it in berth's pods), else audit.path of --config, else
     /// berth-audit.log.
-    #[arg(long = "log", value_name = "PATH", global = true)]
+    #[arg(long = "log", value_name = "PATH", global = true, env = "BERTH_AUDIT_LOG")]
     logs: Vec<PathBuf>,
     /// berth.yaml, for its audit.path.
     #[arg(long, short, value_name = "FILE", global = true)]
@@ -110,7 +132,11 @@ impl AuditArgs {
             Some(AuditCommand::Summary(_)) if self.follow => Err(anyhow::anyhow!(
                 "--follow reads records as they come and `summary` counts a window: use one or the other"
             )),
+            Some(AuditCommand::Report(_)) if self.follow => Err(anyhow::anyhow!(
+                "--follow reads records as they come and `report` writes a page of a window: use one or the other"
+            )),
             Some(AuditCommand::Summary(args)) => args.run(self.shared),
+            Some(AuditCommand::Report(args)) => args.run(self.shared),
             None => list(self.shared, self.follow),
         };
         match result {
@@ -272,6 +298,73 @@ impl SummaryArgs {
             }
         }
         out.flush()?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl FilterArgs {
+    /// The filters as typed, for the report to show what it covers.
+    fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut flag = |name: &str, values: &[String]| {
+            for value in values {
+                out.push(format!("--{name} {value}"));
+            }
+        };
+        flag("since", self.since.as_slice());
+        flag("until", self.until.as_slice());
+        flag("namespace", &self.namespace);
+        flag("policy", &self.policy);
+        flag("kind", &self.kind);
+        flag("user", &self.user);
+        for decision in &self.decision {
+            out.push(format!(
+                "--decision {}",
+                decision.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+            ));
+        }
+        out
+    }
+}
+
+impl ReportArgs {
+    fn run(self, shared: SharedArgs) -> anyhow::Result<ExitCode> {
+        let paths = shared.logs.paths()?;
+        let filter = shared.filter.filter()?;
+        let scope = Scope {
+            since: filter.since,
+            until: filter.until,
+            filters: shared.filter.describe(),
+            table_limit: self.table_limit,
+            top: self.top,
+        };
+        let mut reader = LogReader::open(&paths, filter)?;
+        let mut report = Report::new(scope);
+        while let Some(entry) = reader.next_entry() {
+            warn(&mut reader);
+            report.add(entry);
+        }
+        warn(&mut reader);
+        let data = report.finish(&reader.files(), SystemTime::now());
+        if self.html == Path::new("-") {
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            report::html::write(&data, &mut out)?;
+        } else {
+            // Written beside, then renamed: an interrupted run leaves no
+            // half page where an old report was.
+            let partial = self.html.with_extension("html.partial");
+            let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+            let mut out = io::BufWriter::new(file);
+            report::html::write(&data, &mut out).with_context(|| format!("writing {}", partial.display()))?;
+            drop(out);
+            std::fs::rename(&partial, &self.html).with_context(|| format!("writing {}", self.html.display()))?;
+            eprintln!(
+                "wrote {} ({} records, the newest {} in its table)",
+                self.html.display(),
+                data.counts.total,
+                data.table.rows.len()
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -21,6 +21,17 @@ pub struct PolicyLabels {
     pub policy: String,
 }
 
+/// A denial: the policy, and the namespace of the object it refused ("" for
+/// a cluster-scoped one). Namespaces are the cluster's own, so the series
+/// stay as few as policies times namespaces that saw a denial. Not
+/// `namespace`: Prometheus gives every scraped series that label, berth's
+/// own namespace, and would rename this one.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub policy: String,
+    pub resource_namespace: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyErrorLabels {
     pub policy: String,
@@ -42,7 +53,7 @@ pub struct ReloadLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub denials: Family<PolicyLabels, Counter>,
+    pub denials: Family<DenialLabels, Counter>,
     pub policy_errors: Family<PolicyErrorLabels, Counter>,
     pub timeouts: Family<PolicyLabels, Counter>,
     pub policy_duration: Family<PolicyLabels, Histogram>,
@@ -81,7 +92,7 @@ impl Default for Metrics {
         let owner_cache = crate::cluster::CacheStats::default();
         owner_cache.register(&mut registry);
         registry.register("admission_requests", "Admission reviews by endpoint and outcome", requests.clone());
-        registry.register("denials", "Denials by policy", denials.clone());
+        registry.register("denials", "Denials by policy and the object's namespace", denials.clone());
         registry.register("policy_errors", "Policy failures by policy and kind", policy_errors.clone());
         registry.register("policy_timeouts", "Policy calls stopped at their deadline", timeouts.clone());
         registry.register("policy_duration_seconds", "Time in one policy's plugin call", policy_duration.clone());
@@ -136,7 +147,8 @@ impl Metrics {
             self.policy_duration.get_or_create(&policy).observe(outcome.elapsed.as_secs_f64());
             match &outcome.result {
                 PolicyResult::Denied { .. } => {
-                    self.denials.get_or_create(&policy).inc();
+                    let resource_namespace = admitted.request.namespace.clone().unwrap_or_default();
+                    self.denials.get_or_create(&DenialLabels { policy: policy.policy, resource_namespace }).inc();
                 }
                 PolicyResult::Failed { error, .. } => {
                     let kind = error.kind();
