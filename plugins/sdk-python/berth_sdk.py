@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import traceback
 import typing
 from typing import Any, Iterable, Optional, Union
 
@@ -512,8 +513,20 @@ def _guard(call):
     except _Err:
         raise
     except Exception as err:
-        log.error(f"panic: {type(err).__name__}: {err}")
+        log.error(f"panic: {_describe(err)}")
         raise
+
+
+def _describe(err: BaseException) -> str:
+    """An exception as an author needs it: what, and the file and line it
+    came from, on the first line (the one a shortened message keeps),
+    then the whole traceback."""
+    frames = traceback.extract_tb(err.__traceback__)
+    # The innermost frame outside this module: the policy's own line.
+    own = [frame for frame in frames if frame.filename != __file__] or frames
+    where = f" ({own[-1].filename}, line {own[-1].lineno}, in {own[-1].name})" if own else ""
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip()
+    return f"{type(err).__name__}: {err}{where}\n{text}"
 
 
 def _to_wit(verdict: Verdict) -> Any:

@@ -209,10 +209,14 @@ class ExportPluginTest(unittest.TestCase):
             with self.assertRaises(KeyError):
                 plugin.evaluate('{"name": "bug"}', "{}", None, settings, None)
         self.assertEqual(verdict.patch().to_json(), '[{"op":"add","path":"/metadata/labels/example.com~1checked","value":"true"}]')
-        self.assertEqual(
-            stderr.getvalue().splitlines(),
-            ["[debug] labelling p", "[debug] labelling fail", "[debug] labelling bug", "[error] panic: KeyError: 'oops'"],
-        )
+        lines = stderr.getvalue().splitlines()
+        self.assertEqual(lines[:3], ["[debug] labelling p", "[debug] labelling fail", "[debug] labelling bug"])
+        # The bug's file and line first, then the whole traceback.
+        line = next(n for n, text in enumerate(open(__file__), 1) if 'raise KeyError("oops")' in text)
+        self.assertEqual(lines[3], f"[error] panic: KeyError: 'oops' ({__file__}, line {line}, in evaluate)")
+        self.assertEqual(lines[4], "Traceback (most recent call last):")
+        self.assertIn(f'File "{__file__}", line {line}, in evaluate', "\n".join(lines[5:]))
+        self.assertEqual(lines[-1], "KeyError: 'oops'")
 
 
 if __name__ == "__main__":
