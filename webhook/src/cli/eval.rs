@@ -51,11 +51,7 @@ enum EndpointArg {
 
 impl EvalArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let sources = if self.config.is_empty() {
-            Config::embedded_default()?
-        } else {
-            self.config.iter().map(|path| Config::read(path)).collect::<Result<_, _>>()?
-        };
+        let sources = Config::read_all(&self.config)?;
         if self.runtime.require_pinned {
             crate::policy::require_pinned(&sources)?;
         }

@@ -2,6 +2,7 @@
 
 mod audit;
 mod certs;
+mod config;
 mod eval;
 mod plugin;
 mod serve;
@@ -37,6 +38,9 @@ enum Command {
     /// Read the audit log: denials, policy errors and mutations, from rotated
     /// files and several replicas' logs merged by time.
     Audit(audit::AuditArgs),
+    /// Print the embedded default policy configuration, the one a
+    /// berth.yaml takes in with `include: [builtin:default]`.
+    Config(config::ConfigArgs),
     /// Create a CA and a serving certificate for the webhook's Service, or
     /// renew the certificate under that CA.
     Certs(certs::CertsArgs),
@@ -102,6 +106,7 @@ impl Args {
             Command::Plugin(args) => args.run(),
             Command::Test(args) => args.run(),
             Command::Audit(args) => args.run(),
+            Command::Config(args) => args.run(),
             Command::Certs(args) => args.run(),
         }
     }
