@@ -85,9 +85,27 @@ impl RuntimeArgs {
     }
 }
 
-/// The `berth` binary: parse the command line and run it.
-pub fn main() -> anyhow::Result<ExitCode> {
-    Args::parse().run()
+/// The `berth` binary: parse the command line, run it, and say why it
+/// failed. The error is printed here rather than returned from `main`,
+/// whose `Debug` print adds a Rust backtrace when RUST_BACKTRACE is set:
+/// noise on a user's mistake.
+pub fn main() -> ExitCode {
+    match Args::parse().run() {
+        Ok(code) => code,
+        // `berth test --output json | head`: the reader had enough.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {}", crate::error_chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether writing the output failed because its reader went away.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 impl Args {
