@@ -298,8 +298,14 @@ mod tests {
         assert!(broken.why.starts_with("the case at line 8: unknown field `expct`"), "{}", broken.why);
         // Without a name, a case is named by its place.
         let broken = file.cases[2].as_ref().expect_err("no name");
-        assert_eq!((broken.name.as_str(), broken.why.as_str()), ("case 3", "the case at line 11: missing field `name`"));
+        assert_eq!(
+            (broken.name.as_str(), broken.why.as_str()),
+            ("case 3", "the case at line 11: missing field `name`")
+        );
         let broken = file.cases[3].as_ref().expect_err("nothing to check");
-        assert_eq!((broken.name.as_str(), broken.why.as_str()), ("empty", "the case at line 13: expect checks nothing"));
+        assert_eq!(
+            (broken.name.as_str(), broken.why.as_str()),
+            ("empty", "the case at line 13: expect checks nothing")
+        );
     }
 }

@@ -234,13 +234,18 @@ fn check(expect: &Expect, response: &AdmissionResponse, object: Option<Value>) -
             Some(status) if !response.allowed => {
                 let wrong_code = denied.code.filter(|code| *code != status.code);
                 if let Some(code) = wrong_code {
-                    failures.push(format!("expected code {code}, got {}, with {}", status.code, shown(&status.message)));
+                    failures.push(format!(
+                        "expected code {code}, got {}, with {}",
+                        status.code,
+                        shown(&status.message)
+                    ));
                 }
                 if let Some(message) = &denied.message
                     && !status.message.contains(message.as_str())
                 {
                     // A traceback is long: say it once.
-                    let got = if wrong_code.is_some() { "the message above".to_owned() } else { shown(&status.message) };
+                    let got =
+                        if wrong_code.is_some() { "the message above".to_owned() } else { shown(&status.message) };
                     failures.push(format!("expected a message containing {message:?}, got {got}"));
                 }
             }
