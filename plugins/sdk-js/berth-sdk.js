@@ -453,9 +453,19 @@ function guard(call) {
     return call();
   } catch (err) {
     if (err instanceof PolicyError || err instanceof SettingsError) throw err.message;
-    log.error(`panic: ${err}${err?.stack ? ` at ${err.stack.split('\n')[0]}` : ''}`);
+    log.error(`panic: ${describe(err)}`);
     throw err;
   }
+}
+
+// An exception as an author needs it: what, then its whole stack (the
+// frames name file, line and column).
+function describe(err) {
+  const head = String(err);
+  const stack = typeof err?.stack === 'string' ? err.stack.trimEnd() : '';
+  // V8 starts a stack with the message; SpiderMonkey (componentize-js) does not.
+  const frames = stack.startsWith(head) ? stack.slice(head.length).replace(/^\n/, '') : stack;
+  return frames ? `${head}\n${frames}` : head;
 }
 
 function toWit(verdict) {

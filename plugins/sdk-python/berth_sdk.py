@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
+import traceback
 import typing
 from typing import Any, Iterable, Optional, Union
 
@@ -512,8 +514,36 @@ def _guard(call):
     except _Err:
         raise
     except Exception as err:
-        log.error(f"panic: {type(err).__name__}: {err}")
+        log.error(f"panic: {_describe(err)}")
         raise
+
+
+def _describe(err: BaseException) -> str:
+    """An exception as an author needs it: what, and the file and line it
+    came from, on the first line (the one a shortened message keeps),
+    then the whole traceback, with the files named as in the project."""
+    summary = traceback.TracebackException.from_exception(err)
+    # The innermost frame outside this module: the policy's own line.
+    own = [frame for frame in summary.stack if frame.filename != __file__] or summary.stack
+    _as_in_project(summary)
+    where = f" ({own[-1].filename}, line {own[-1].lineno}, in {own[-1].name})" if own else ""
+    text = "".join(summary.format()).rstrip()
+    return f"{type(err).__name__}: {err}{where}\n{text}"
+
+
+# componentize-py serves the project's directory to its Python as /0.
+_MOUNT = re.compile(r"^/[0-9]+/")
+
+
+def _as_in_project(summary: traceback.TracebackException) -> None:
+    """Name each frame's file as the author knows it (``policy.py``, not
+    ``/0/policy.py``), in the exception and those it was raised from."""
+    pending = [summary]
+    while pending:
+        current = pending.pop()
+        for frame in current.stack:
+            frame.filename = _MOUNT.sub("", frame.filename)
+        pending += [chained for chained in (current.__cause__, current.__context__) if chained is not None]
 
 
 def _to_wit(verdict: Verdict) -> Any:

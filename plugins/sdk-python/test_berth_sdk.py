@@ -4,6 +4,7 @@ leaves this file out of projects."""
 
 import contextlib
 import io
+import traceback
 import unittest
 from dataclasses import dataclass
 from typing import Optional
@@ -209,10 +210,29 @@ class ExportPluginTest(unittest.TestCase):
             with self.assertRaises(KeyError):
                 plugin.evaluate('{"name": "bug"}', "{}", None, settings, None)
         self.assertEqual(verdict.patch().to_json(), '[{"op":"add","path":"/metadata/labels/example.com~1checked","value":"true"}]')
-        self.assertEqual(
-            stderr.getvalue().splitlines(),
-            ["[debug] labelling p", "[debug] labelling fail", "[debug] labelling bug", "[error] panic: KeyError: 'oops'"],
-        )
+        lines = stderr.getvalue().splitlines()
+        self.assertEqual(lines[:3], ["[debug] labelling p", "[debug] labelling fail", "[debug] labelling bug"])
+        # The bug's file and line first, then the whole traceback.
+        line = next(n for n, text in enumerate(open(__file__), 1) if 'raise KeyError("oops")' in text)
+        self.assertEqual(lines[3], f"[error] panic: KeyError: 'oops' ({__file__}, line {line}, in evaluate)")
+        self.assertEqual(lines[4], "Traceback (most recent call last):")
+        self.assertIn(f'File "{__file__}", line {line}, in evaluate', "\n".join(lines[5:]))
+        self.assertEqual(lines[-1], "KeyError: 'oops'")
+
+    def test_a_bug_names_the_project_s_files_as_the_author_does(self):
+        # In the component, the project's files are at /0; the author's
+        # policy.py is theirs, not /0's.
+        def policy_code():
+            raise ValueError("bad")
+
+        try:
+            policy_code()
+        except ValueError as err:
+            summary = traceback.TracebackException.from_exception(err)
+            summary.stack[-1].filename = "/0/policy.py"
+            berth_sdk._as_in_project(summary)
+            self.assertEqual(summary.stack[-1].filename, "policy.py")
+            self.assertEqual(summary.stack[0].filename, __file__, "a path that is not the project's stays")
 
 
 if __name__ == "__main__":

@@ -348,9 +348,12 @@ fn a_test_that_cannot_check_anything_fails_and_says_why() {
     let out = run("cases: []\n");
     assert!(out.contains("has no cases"), "{out}");
     let out = run("cases:\n  - name: typo\n    review: r.json\n    expct: {allowed: true}\n");
-    assert!(out.contains("case \"typo\"") && out.contains("expct"), "{out}");
+    assert!(out.contains("FAIL  typo") && out.contains("the case at line 4: unknown field `expct`"), "{out}");
     let out = run("cases:\n  - name: nothing checked\n    review: r.json\n    expect: {}\n");
-    assert!(out.contains("case \"nothing checked\": expect checks nothing"), "{out}");
+    assert!(
+        out.contains("FAIL  nothing checked") && out.contains("the case at line 4: expect checks nothing"),
+        "{out}"
+    );
     let out = run("cases:\n  - name: gone\n    review: missing.json\n    expect: {allowed: true}\n");
     assert!(out.contains("FAIL  gone") && out.contains("missing.json"), "{out}");
     let bookie = repo().join("tests/fixtures/seed-pulsar-2.7.7/reviews/004-pod-pulsar-bookie-0.json");

@@ -4,6 +4,7 @@
 
 mod audit;
 mod authors;
+mod authors_feedback;
 mod clients;
 mod cluster;
 mod control_plane;

@@ -220,7 +220,9 @@ fn validate(matched: &[Matched<'_>], review: Review) -> Admitted {
             Ok(PluginDecision::Allow) => PolicyResult::Allowed,
             Ok(PluginDecision::Deny { message, code }) => PolicyResult::Denied { code, message },
             Ok(PluginDecision::Mutate(_)) => {
-                failed(PluginError::BadOutput("a patch from a validating policy".into()), policy)
+                // The author's fix is in their plugin's settings, not here.
+                let why = "a patch from a validating policy (mode: validate may only allow or deny; plugins/README.md, \"One policy on both endpoints\")";
+                failed(PluginError::BadOutput(why.into()), policy)
             }
         };
         match &result {

@@ -174,5 +174,8 @@ test('exportPlugin makes errors the WIT err and verdicts the WIT variant', () =>
   assert.throws(() => plugin.evaluate('{"name": "fail"}', '{}', undefined, settings), (err) => err === 'no cluster data');
   assert.throws(() => plugin.evaluate('{"name": "bug"}', '{}', undefined, settings), TypeError);
   assert.equal(lines.at(-1).level, 'error');
-  assert.match(lines.at(-1).message, /^panic: TypeError: oops/);
+  // The message once, then the stack: the bug's file and line.
+  const [first, ...frames] = lines.at(-1).message.split('\n');
+  assert.equal(first, 'panic: TypeError: oops');
+  assert.match(frames[0], /berth-sdk\.test\.mjs:\d+:\d+/);
 });

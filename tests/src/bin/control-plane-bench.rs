@@ -32,7 +32,7 @@ const METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
 
 fn main() {
     let args = Args::parse();
-    println!("machine: {}", berth_e2e::machine::describe());
+    berth_e2e::machine::print_header("helm install with berth and without it, on the e2e control plane", &args.berth);
     let plane = ControlPlane::shared();
     Berth::install(plane, std::path::absolute(&args.berth).unwrap_or(args.berth.clone()));
     println!("control plane: Kubernetes {KUBERNETES_VERSION} (tests/control-plane), Helm 3 ({}), berth {}", helm_version(plane), args.berth.display());

@@ -127,7 +127,7 @@ enum Output {
 
 impl AuditArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let result = match self.command {
+        match self.command {
             // A summary counts a finished window; following never finishes.
             Some(AuditCommand::Summary(_)) if self.follow => Err(anyhow::anyhow!(
                 "--follow reads records as they come and `summary` counts a window: use one or the other"
@@ -137,14 +137,8 @@ impl AuditArgs {
             )),
             Some(AuditCommand::Summary(args)) => args.run(self.shared),
             Some(AuditCommand::Report(args)) => args.run(self.shared),
+            // `berth audit | head` ends quietly: cli::main sees the broken pipe.
             None => list(self.shared, self.follow),
-        };
-        match result {
-            // `berth audit | head`: not an error.
-            Err(err) if err.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => {
-                Ok(ExitCode::SUCCESS)
-            }
-            other => other,
         }
     }
 }

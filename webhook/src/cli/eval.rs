@@ -36,7 +36,9 @@ pub struct EvalArgs {
     /// Deployments, StatefulSets, ...) and StorageClasses policies look up.
     #[arg(long, value_name = "FILE")]
     context: Vec<PathBuf>,
-    /// AdmissionReview request files.
+    /// AdmissionReview request files. With several, each answer follows a
+    /// line `== FILE` on stderr (stdout stays JSON; --diff names them in
+    /// its own output).
     #[arg(required = true)]
     reviews: Vec<PathBuf>,
     #[command(flatten)]
@@ -51,11 +53,7 @@ enum EndpointArg {
 
 impl EvalArgs {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let sources = if self.config.is_empty() {
-            Config::embedded_default()?
-        } else {
-            self.config.iter().map(|path| Config::read(path)).collect::<Result<_, _>>()?
-        };
+        let sources = Config::read_all(&self.config)?;
         if self.runtime.require_pinned {
             crate::policy::require_pinned(&sources)?;
         }
@@ -103,6 +101,12 @@ impl EvalArgs {
                     }
                 }
                 continue;
+            }
+            // Several reviews: each answer under its file's name. On stderr,
+            // so that stdout stays a stream of JSON documents for jq.
+            if self.reviews.len() > 1 {
+                out.flush()?;
+                eprintln!("== {}", path.display());
             }
             let json = if self.apply {
                 serde_json::to_string_pretty(&admitted.response.apply_patch(object.unwrap_or_default())?)?

@@ -2,6 +2,7 @@
 
 mod audit;
 mod certs;
+mod config;
 mod eval;
 mod plugin;
 mod serve;
@@ -37,6 +38,9 @@ enum Command {
     /// Read the audit log: denials, policy errors and mutations, from rotated
     /// files and several replicas' logs merged by time.
     Audit(audit::AuditArgs),
+    /// Print the embedded default policy configuration, the one a
+    /// berth.yaml takes in with `include: [builtin:default]`.
+    Config(config::ConfigArgs),
     /// Create a CA and a serving certificate for the webhook's Service, or
     /// renew the certificate under that CA.
     Certs(certs::CertsArgs),
@@ -81,9 +85,27 @@ impl RuntimeArgs {
     }
 }
 
-/// The `berth` binary: parse the command line and run it.
-pub fn main() -> anyhow::Result<ExitCode> {
-    Args::parse().run()
+/// The `berth` binary: parse the command line, run it, and say why it
+/// failed. The error is printed here rather than returned from `main`,
+/// whose `Debug` print adds a Rust backtrace when RUST_BACKTRACE is set:
+/// noise on a user's mistake.
+pub fn main() -> ExitCode {
+    match Args::parse().run() {
+        Ok(code) => code,
+        // `berth test --output json | head`: the reader had enough.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {}", crate::error_chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether writing the output failed because its reader went away.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 impl Args {
@@ -102,6 +124,7 @@ impl Args {
             Command::Plugin(args) => args.run(),
             Command::Test(args) => args.run(),
             Command::Audit(args) => args.run(),
+            Command::Config(args) => args.run(),
             Command::Certs(args) => args.run(),
         }
     }

@@ -39,12 +39,18 @@ pub enum ConfigError {
     ReleaseOfTwoApps { release: String, first: String, second: String },
     #[error("{origin}: helmReleases.{app}: no policy has `app: {app}`, so these releases would change nothing")]
     UnknownApp { origin: String, app: String },
+    #[error("{origin}: include {name:?} is not a configuration berth embeds (there is one: {:?})", DEFAULT_INCLUDE)]
+    UnknownInclude { origin: String, name: String },
 }
 
 /// The policy configuration: every policy, in the order they run.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
+    /// Configurations berth embeds, by name, whose policies run before this
+    /// file's own: `[builtin:default]` (`berth config default` prints it).
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub include: Vec<String>,
     #[serde(default, deserialize_with = "empty_as_default")]
     pub policies: Vec<PolicySpec>,
     /// The audit log (docs/AUDIT.md).
@@ -389,6 +395,10 @@ pub fn parse_byte_size(text: &str) -> Option<u64> {
     number.checked_mul(scale)
 }
 
+/// What a berth.yaml names in `include:` to run the embedded default
+/// before its own policies.
+pub const DEFAULT_INCLUDE: &str = "builtin:default";
+
 /// The embedded default: the Pulsar and Kafka policies from deploy/policies.
 pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
     ("deploy/policies/pulsar.yaml", include_str!("../../../deploy/policies/pulsar.yaml")),
@@ -413,6 +423,9 @@ impl Config {
     /// Check what the schema cannot: names, timeouts, pins. `origin` names
     /// the file in errors.
     pub fn checked(self, origin: &str) -> Result<Self, ConfigError> {
+        if let Some(name) = self.include.iter().find(|name| *name != DEFAULT_INCLUDE) {
+            return Err(ConfigError::UnknownInclude { origin: origin.to_owned(), name: name.clone() });
+        }
         for policy in &self.policies {
             let invalid = |message: String| ConfigError::Invalid {
                 origin: origin.to_owned(),
@@ -440,6 +453,27 @@ impl Config {
         let config = Self::parse(&text, &origin)?;
         let base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
         Ok(Source { config, base_dir, origin })
+    }
+
+    /// The sources of the files given, in order, each preceded by what it
+    /// includes; a configuration included twice (by two files) runs once,
+    /// where it was first included. No files: the embedded default.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Source>, ConfigError> {
+        if paths.is_empty() {
+            return Self::embedded_default();
+        }
+        let mut sources = Vec::new();
+        let mut included = false;
+        for path in paths {
+            let source = Self::read(path)?;
+            // `checked` let no other name through.
+            if !source.config.include.is_empty() && !included {
+                sources.extend(Self::embedded_default()?);
+                included = true;
+            }
+            sources.push(source);
+        }
+        Ok(sources)
     }
 
     /// The policies berth runs when given no `--config`.
@@ -598,6 +632,37 @@ mod tests {
         assert!(err.contains("r.yaml: helmReleases.kakfa: no policy has `app: kakfa`"), "{err}");
         let err = Config::parse("helmReleases: {kafka: [confluent]}\n", "r.yaml").unwrap_err();
         assert!(crate::error_chain(&err).contains("not NAMESPACE/NAME"), "{}", crate::error_chain(&err));
+    }
+
+    #[test]
+    fn include_puts_the_embedded_default_first_and_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("writing");
+            path
+        };
+        let own = "- {name: own, plugin: builtin:tolerations, mode: mutate}";
+        let a = write("a.yaml", "policies:\n- {name: a, plugin: builtin:tolerations, mode: mutate}\n");
+        let b = write("b.yaml", &format!("include: [builtin:default]\npolicies:\n{own}\n"));
+        let c = write("c.yaml", "include: [builtin:default]\n");
+        let default = Config::embedded_default().expect("the default");
+        let names = |sources: &[Source]| -> Vec<String> {
+            sources.iter().flat_map(|s| &s.config.policies).map(|p| p.name.clone()).collect()
+        };
+        let sources = Config::read_all(&[a.clone(), b, c]).expect("they read");
+        let mut expected = vec!["a".to_owned()];
+        expected.extend(names(&default));
+        expected.push("own".into());
+        assert_eq!(names(&sources), expected, "a, then the default where b includes it, then b; c adds nothing");
+        // Without include, a file is only itself.
+        assert_eq!(names(&Config::read_all(&[a]).expect("reads")), ["a"]);
+
+        let err = Config::parse("include: [builtin:defualt]\n", "x.yaml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"x.yaml: include "builtin:defualt" is not a configuration berth embeds (there is one: "builtin:default")"#
+        );
     }
 
     #[test]

@@ -60,9 +60,10 @@ struct FileSpec {
     #[serde(default)]
     cluster: OneOrMany,
     /// Each case is read on its own, so that one that is written wrong
-    /// fails alone, named, and the others still run.
+    /// fails alone, named, and the others still run; its line is kept for
+    /// that failure.
     #[serde(default)]
-    cases: Vec<Value>,
+    cases: Vec<serde_saphyr::Spanned<Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,6 +129,11 @@ pub enum EndpointSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expect {
+    /// The policies that matched the request and ran, exactly and in order
+    /// (`[]`: none). Without it, `allowed: true` also passes when the match
+    /// never sent the object to the plugin.
+    #[serde(default)]
+    pub ran: Option<Vec<String>>,
     #[serde(default)]
     pub allowed: Option<bool>,
     /// Denied, with this code and a message containing this text.
@@ -161,7 +167,8 @@ pub struct Denied {
 
 impl Expect {
     fn is_empty(&self) -> bool {
-        self.allowed.is_none()
+        self.ran.is_none()
+            && self.allowed.is_none()
             && self.denied.is_none()
             && self.patched.is_none()
             && self.object.is_none()
@@ -184,7 +191,14 @@ pub struct TestFile {
     pub sources: Vec<Source>,
     pub cluster: Vec<PathBuf>,
     /// Each case, or why it cannot be read (it then fails).
-    pub cases: Vec<Result<CaseSpec, String>>,
+    pub cases: Vec<Result<CaseSpec, BrokenCase>>,
+}
+
+/// A case that cannot be read: its name (or `case N` if it has none), and why.
+#[derive(Debug)]
+pub struct BrokenCase {
+    pub name: String,
+    pub why: String,
 }
 
 impl TestFile {
@@ -194,10 +208,13 @@ impl TestFile {
             crate::yaml::from_str(&text).map_err(|error| TestFileError::Parse { path: path.into(), error })?;
         let invalid = |message: String| TestFileError::Invalid { path: path.into(), message };
         let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-        let mut sources = Vec::new();
-        for config in spec.config.resolve(&dir) {
-            sources.push(Config::read(&config).map_err(|err| invalid(crate::error_chain(&err)))?);
-        }
+        let configs = spec.config.resolve(&dir);
+        // No config files is no policies here (not the embedded default).
+        let mut sources = if configs.is_empty() {
+            Vec::new()
+        } else {
+            Config::read_all(&configs).map_err(|err| invalid(crate::error_chain(&err)))?
+        };
         if !spec.policies.is_empty() {
             let origin = path.display().to_string();
             let config = Config { policies: spec.policies, ..Config::default() }
@@ -211,25 +228,27 @@ impl TestFile {
         if spec.cases.is_empty() {
             return Err(invalid("has no cases: a test file with nothing to check cannot pass".into()));
         }
-        let cases = spec
-            .cases
-            .into_iter()
-            .enumerate()
-            .map(|(index, case)| {
-                let name = case.get("name").and_then(|name| name.as_str()).map(str::to_owned);
-                let label = name.map_or_else(|| format!("case {}", index + 1), |name| format!("case {name:?}"));
-                let case: CaseSpec = serde_json::from_value(case).map_err(|err| format!("{label}: {err}"))?;
-                if case.expect.is_empty() {
-                    return Err(format!("{label}: expect checks nothing"));
-                }
-                if case.review.is_some() == case.object.is_some() {
-                    return Err(format!("{label}: give exactly one of review and object"));
-                }
-                Ok(case)
-            })
-            .collect();
+        let cases = spec.cases.into_iter().enumerate().map(|(index, case)| read_case(index, case)).collect();
         Ok(Self { path: path.to_owned(), cluster: spec.cluster.resolve(&dir), dir, sources, cases })
     }
+}
+
+/// One case as written, checked; `index` counts from 0.
+fn read_case(index: usize, case: serde_saphyr::Spanned<Value>) -> Result<CaseSpec, BrokenCase> {
+    let line = case.referenced.line();
+    let name = case.value.get("name").and_then(Value::as_str).map(str::to_owned);
+    let broken = |why: String| BrokenCase { name: name.clone().unwrap_or_else(|| format!("case {}", index + 1)), why };
+    // The case was read as a plain value: the line is the case's own, and
+    // serde names the field.
+    let spec: CaseSpec =
+        serde_json::from_value(case.value).map_err(|err| broken(format!("the case at line {line}: {err}")))?;
+    if spec.expect.is_empty() {
+        return Err(broken(format!("the case at line {line}: expect checks nothing")));
+    }
+    if spec.review.is_some() == spec.object.is_some() {
+        return Err(broken(format!("the case at line {line}: give exactly one of review and object")));
+    }
+    Ok(spec)
 }
 
 /// The test files in `path`: the file itself, or every `*.test.yaml` under
@@ -260,4 +279,33 @@ pub fn discover(path: &Path) -> Result<Vec<PathBuf>, TestFileError> {
     }
     found.sort();
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_written_wrong_is_named_and_its_line_given() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("x.test.yaml");
+        let text = "policies:\n  - {name: p, plugin: builtin:tolerations, mode: mutate}\ncases:\n  - name: fine\n    object: {apiVersion: v1, kind: Pod}\n    expect: {allowed: true}\n\n  - name: the typo\n    object: {apiVersion: v1, kind: Pod}\n    expct: {allowed: true}\n  - object: {apiVersion: v1, kind: Pod}\n    expect: {allowed: true}\n  - name: empty\n    object: {apiVersion: v1, kind: Pod}\n    expect: {}\n";
+        std::fs::write(&path, text).expect("writing");
+        let file = TestFile::read(&path).expect("the file reads");
+        assert!(file.cases[0].is_ok());
+        let broken = file.cases[1].as_ref().expect_err("a typo");
+        assert_eq!(broken.name, "the typo");
+        assert!(broken.why.starts_with("the case at line 8: unknown field `expct`"), "{}", broken.why);
+        // Without a name, a case is named by its place.
+        let broken = file.cases[2].as_ref().expect_err("no name");
+        assert_eq!(
+            (broken.name.as_str(), broken.why.as_str()),
+            ("case 3", "the case at line 11: missing field `name`")
+        );
+        let broken = file.cases[3].as_ref().expect_err("nothing to check");
+        assert_eq!(
+            (broken.name.as_str(), broken.why.as_str()),
+            ("empty", "the case at line 13: expect checks nothing")
+        );
+    }
 }

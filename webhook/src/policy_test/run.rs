@@ -2,13 +2,14 @@
 //! then every expectation against the answer and the patched object.
 
 use super::{CaseSpec, EndpointSpec, Expect, TestFile};
-use crate::admission::{Endpoint, admit};
+use crate::admission::{Admitted, Endpoint, admit};
 use crate::cluster::Cluster;
-use crate::policy::PolicySet;
+use crate::policy::{PolicySet, PolicySetError};
 use crate::review::{AdmissionResponse, Review};
 use crate::runtime::Runtime;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -54,12 +55,8 @@ pub fn run_file(runtime: &Runtime, path: &Path) -> FileResult {
         let started = Instant::now();
         let case = match case {
             Ok(case) => case,
-            Err(why) => {
-                cases.push(CaseResult {
-                    name: format!("case {}", index + 1),
-                    failures: vec![why],
-                    elapsed: started.elapsed(),
-                });
+            Err(broken) => {
+                cases.push(CaseResult { name: broken.name, failures: vec![broken.why], elapsed: started.elapsed() });
                 continue;
             }
         };
@@ -83,8 +80,36 @@ fn load(runtime: &Runtime, sources: &[crate::config::Source], cluster: &[PathBuf
     } else {
         Cluster::snapshot(cluster).map_err(|err| crate::error_chain(&err))?
     };
-    PolicySet::load(runtime, sources, cluster)
-        .map_err(|err| format!("loading the policies: {}", crate::error_chain(&err)))
+    PolicySet::load(runtime, sources, cluster).map_err(|err| {
+        let mut why = format!("loading the policies: {}", crate::error_chain(&err));
+        // A project's tests run before its first build find no component.
+        if let PolicySetError::ReadPlugin { path, error, .. } = &err
+            && error.kind() == std::io::ErrorKind::NotFound
+            && path.ends_with(".wasm")
+        {
+            let dir = Path::new(path).parent().map(lexically_normal).unwrap_or_default();
+            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+            let _ = write!(why, "; build the plugin first: berth plugin build {}", dir.display());
+        }
+        why
+    })
+}
+
+/// `demo/tests/..` as `demo`, without asking the file system: the path as
+/// the author would type it.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(normal.components().next_back(), Some(Component::Normal(_))) => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// Run one case; `Err` when it cannot run at all.
@@ -104,8 +129,10 @@ fn judge(policies: &PolicySet, dir: &Path, case: &CaseSpec, index: usize) -> Res
         EndpointSpec::Mutate => Endpoint::Mutate,
         EndpointSpec::Validate => Endpoint::Validate,
     };
-    let response = admit(policies, endpoint, review).response;
-    Ok(check(&case.expect, &response, object))
+    let admitted = admit(policies, endpoint, review);
+    let mut failures = check_ran(&case.expect, policies, endpoint, &admitted);
+    failures.extend(check(&case.expect, &admitted.response, object));
+    Ok(failures)
 }
 
 /// An AdmissionReview for `object`, as the apiserver would send it.
@@ -163,6 +190,36 @@ fn plural(kind: &str) -> String {
     }
 }
 
+/// Whether the policies named in `ran` ran, and no others, in that order.
+fn check_ran(expect: &Expect, policies: &PolicySet, endpoint: Endpoint, admitted: &Admitted) -> Vec<String> {
+    let Some(want) = &expect.ran else { return Vec::new() };
+    let ran: Vec<&str> = admitted.outcomes.iter().map(|outcome| &*outcome.policy).collect();
+    if ran == *want {
+        return Vec::new();
+    }
+    let mut failure = format!("expected the policies {want:?} to run, in this order; ");
+    if ran.is_empty() {
+        let _ = write!(failure, "none ran: no {} policy matched the request", endpoint.as_str());
+    } else {
+        let _ = write!(failure, "ran {ran:?}");
+    }
+    let loaded: Vec<&str> = policies.policies().iter().map(|policy| &*policy.name).collect();
+    let unknown: Vec<&str> = want.iter().map(String::as_str).filter(|name| !loaded.contains(name)).collect();
+    if !unknown.is_empty() {
+        let _ = write!(failure, " ({unknown:?}: no such policy; loaded are {loaded:?})");
+    }
+    let other_mode: Vec<&str> = policies
+        .policies()
+        .iter()
+        .filter(|policy| policy.mode != endpoint.mode() && want.iter().any(|name| **name == *policy.name))
+        .map(|policy| &*policy.name)
+        .collect();
+    if !other_mode.is_empty() {
+        let _ = write!(failure, " ({other_mode:?} run on the other endpoint: set the case's `endpoint`)");
+    }
+    vec![failure]
+}
+
 /// Every expectation that does not hold, said so a reader sees the difference.
 fn check(expect: &Expect, response: &AdmissionResponse, object: Option<Value>) -> Vec<String> {
     let mut failures = Vec::new();
@@ -175,15 +232,21 @@ fn check(expect: &Expect, response: &AdmissionResponse, object: Option<Value>) -
     if let Some(denied) = &expect.denied {
         match &response.status {
             Some(status) if !response.allowed => {
-                if let Some(code) = denied.code
-                    && code != status.code
-                {
-                    failures.push(format!("expected code {code}, got {} ({:?})", status.code, status.message));
+                let wrong_code = denied.code.filter(|code| *code != status.code);
+                if let Some(code) = wrong_code {
+                    failures.push(format!(
+                        "expected code {code}, got {}, with {}",
+                        status.code,
+                        shown(&status.message)
+                    ));
                 }
                 if let Some(message) = &denied.message
                     && !status.message.contains(message.as_str())
                 {
-                    failures.push(format!("expected a message containing {message:?}, got {:?}", status.message));
+                    // A traceback is long: say it once.
+                    let got =
+                        if wrong_code.is_some() { "the message above".to_owned() } else { shown(&status.message) };
+                    failures.push(format!("expected a message containing {message:?}, got {got}"));
                 }
             }
             _ => failures.push(format!("expected denied, got {verdict}")),
@@ -224,7 +287,10 @@ fn check_object(expect: &Expect, after: &Value, failures: &mut Vec<String>) {
         match after.pointer(pointer) {
             Some(got) if got == want => {}
             Some(got) => failures.push(format!("at {pointer}: expected {want}, got {got}")),
-            None => failures.push(format!("at {pointer}: expected {want}, but nothing is there")),
+            None => failures.push(format!(
+                "at {pointer}: expected {want}, but nothing is there{}",
+                unescaped_slash(after, pointer).map(|hint| format!(" ({hint})")).unwrap_or_default()
+            )),
         }
     }
     for pointer in &expect.absent {
@@ -235,8 +301,44 @@ fn check_object(expect: &Expect, after: &Value, failures: &mut Vec<String>) {
         }
         if let Some(got) = after.pointer(pointer) {
             failures.push(format!("at {pointer}: expected nothing, got {got}"));
+        } else if let Some(hint) = unescaped_slash(after, pointer) {
+            // Absent only because the key was spelt wrong: that proves nothing.
+            failures.push(format!("at {pointer}: nothing is there, but {hint}"));
         }
     }
+}
+
+/// When `pointer` finds nothing because a key with `/` in it was not
+/// written with `~1` (`/metadata/labels/example.com/checked`), the pointer
+/// that finds it.
+fn unescaped_slash(object: &Value, pointer: &str) -> Option<String> {
+    let segments: Vec<&str> = pointer.split('/').skip(1).collect();
+    let mut node = object;
+    for (at, segment) in segments.iter().enumerate() {
+        let next = match node {
+            Value::Object(map) => map.get(&unescape(segment)),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+            _ => None,
+        };
+        if let Some(next) = next {
+            node = next;
+            continue;
+        }
+        let map = node.as_object()?;
+        let key = |end: usize| segments[at..end].iter().map(|segment| unescape(segment)).collect::<Vec<_>>().join("/");
+        // The longest run of the segments from here that is one key.
+        let end = (at + 2..=segments.len()).rev().find(|end| map.contains_key(&key(*end)))?;
+        let escaped = key(end).replace('~', "~0").replace('/', "~1");
+        let fixed = segments[..at].iter().copied().chain([escaped.as_str()]).chain(segments[end..].iter().copied());
+        let fixed: String = fixed.map(|segment| format!("/{segment}")).collect();
+        return Some(format!("a / inside a key is written ~1 in a JSON Pointer: did you mean {fixed}?"));
+    }
+    None
+}
+
+/// A JSON Pointer's segment as the key it names (RFC 6901).
+fn unescape(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
 }
 
 /// Why `pointer` is not an RFC 6901 JSON Pointer, if it is not.
@@ -247,15 +349,58 @@ fn not_a_pointer(pointer: &str) -> Option<String> {
 
 fn describe(response: &AdmissionResponse) -> String {
     match (&response.status, response.allowed, &response.patch) {
-        (Some(status), false, _) => format!("denied ({}: {:?})", status.code, status.message),
+        (Some(status), false, _) => format!("denied ({}), with {}", status.code, shown(&status.message)),
         (_, _, Some(_)) => "allowed with a patch".to_owned(),
         _ => "allowed without a patch".to_owned(),
     }
 }
 
+/// A response's message for a failure: quoted when it is one line; else
+/// (a plugin's traceback) as an indented block whose lines read as written.
+fn shown(message: &str) -> String {
+    if !message.contains('\n') {
+        return format!("{message:?}");
+    }
+    let block: String = message.lines().map(|line| format!("\n    {line}")).collect();
+    format!("this message:{block}")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::plural;
+    use super::{plural, shown, unescaped_slash};
+
+    #[test]
+    fn a_traceback_is_shown_as_lines_and_one_line_quoted() {
+        assert_eq!(shown("no \"latest\""), r#""no \"latest\"""#);
+        assert_eq!(
+            shown("NameError: x (policy.py, line 3)\n  File \"policy.py\", line 3"),
+            "this message:\n    NameError: x (policy.py, line 3)\n      File \"policy.py\", line 3"
+        );
+    }
+    use serde_json::json;
+
+    #[test]
+    fn paths_are_normalised_as_typed() {
+        use std::path::Path;
+        for (path, normal) in
+            [("demo/tests/..", "demo"), ("./demo", "demo"), ("../a/b/../c", "../a/c"), ("/x/y/..", "/x")]
+        {
+            assert_eq!(super::lexically_normal(Path::new(path)), Path::new(normal), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_key_with_a_slash_written_without_its_escape_gets_the_pointer_that_finds_it() {
+        let object = json!({"metadata": {"labels": {"example.com/checked": "true", "a/b/c": "x"}}, "spec": {"containers": [{"name": "app"}]}});
+        let hint = unescaped_slash(&object, "/metadata/labels/example.com/checked").expect("a hint");
+        assert!(hint.ends_with("did you mean /metadata/labels/example.com~1checked?"), "{hint}");
+        let hint = unescaped_slash(&object, "/metadata/labels/a/b/c").expect("a hint");
+        assert!(hint.ends_with("did you mean /metadata/labels/a~1b~1c?"), "{hint}");
+        // Nothing to suggest: the key is not there either way.
+        assert_eq!(unescaped_slash(&object, "/metadata/labels/example.com/other"), None);
+        assert_eq!(unescaped_slash(&object, "/spec/containers/1/name"), None);
+        assert_eq!(unescaped_slash(&object, "/metadata/labels/example.com~1checked"), None);
+    }
 
     #[test]
     fn plurals_of_kinds() {

@@ -34,7 +34,7 @@ pub enum LoadError {
     Checksum { source_name: String, expected: String, actual: String },
     #[error("rejected settings: {message}")]
     Settings { message: String },
-    #[error("validating settings failed")]
+    #[error("validating settings failed ({})", .0.kind())]
     SettingsCall(#[source] PluginError),
 }
 
@@ -49,7 +49,10 @@ pub enum PluginError {
     OutOfMemory { desired: usize, limit: usize },
     #[error("overflowed its stack")]
     StackOverflow,
-    #[error("panicked: {message}")]
+    /// What the guest logged at `error` before it trapped: the SDKs'
+    /// panic hooks log the panic's message there (Python and JavaScript
+    /// with the traceback). Shown as it is, after the kind `panic`.
+    #[error("{message}")]
     Panic { message: String },
     #[error("trapped: {trap}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Trap { trap: Trap, detail: Option<String> },

@@ -8,8 +8,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// Longest panic or error message kept from a guest.
-const MAX_MESSAGE: usize = 1024;
+/// Longest panic or error message kept from a guest: room for a Python or
+/// JavaScript traceback of a dozen frames.
+const MAX_MESSAGE: usize = 4096;
 
 pub struct HostState {
     wasi: WasiCtx,
@@ -163,7 +164,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-pub(super) fn truncate(text: &mut String, max: usize) {
+fn truncate(text: &mut String, max: usize) {
     if text.len() > max {
         let mut cut = max;
         while !text.is_char_boundary(cut) {

@@ -4,7 +4,7 @@
 
 use super::berth::policy::types::Decision as WitDecision;
 use super::error::{LoadError, PluginError};
-use super::host::{HostState, MemoryLimitExceeded, truncate};
+use super::host::{HostState, MemoryLimitExceeded};
 use super::{EPOCH_TICK, PolicyPre, Runtime};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -286,8 +286,10 @@ fn classify(err: wasmtime::Error, store: &Store<HostState>, limits: CallLimits) 
         Some(Trap::Interrupt) => PluginError::Timeout { after: limits.timeout },
         Some(Trap::StackOverflow) => PluginError::StackOverflow,
         Some(Trap::UnreachableCodeReached) if store.data().last_error.is_some() => {
-            let mut message = store.data().last_error.clone().unwrap_or_default();
-            truncate(&mut message, 1024);
+            let logged = store.data().last_error.as_deref().unwrap_or_default();
+            // The SDKs log `panic: ` before the message; the error's kind
+            // says so already.
+            let message = logged.strip_prefix("panic: ").unwrap_or(logged).to_owned();
             PluginError::Panic { message }
         }
         Some(trap) => PluginError::Trap { trap: *trap, detail: store.data().last_error.clone() },

@@ -298,9 +298,10 @@ fn audit_section(sources: &[Source]) -> Option<crate::config::AuditSpec> {
     sources.iter().find_map(|s| s.config.audit.clone())
 }
 
-/// The configuration sources: the files given, or the embedded default.
+/// The configuration sources: the files given (with what they include),
+/// or the embedded default.
 pub fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, ConfigError> {
-    if paths.is_empty() { Config::embedded_default() } else { paths.iter().map(|path| Config::read(path)).collect() }
+    Config::read_all(paths)
 }
 
 /// What one client may hold of the server.
