@@ -54,6 +54,7 @@ pub struct Metrics {
     pub connections_waited: Counter,
     pub connections_refused: Family<RefusedLabels, Counter>,
     pub owner_cache: crate::cluster::CacheStats,
+    pub events: crate::events::EventStats,
 }
 
 fn latency_buckets() -> Histogram {
@@ -80,6 +81,8 @@ impl Default for Metrics {
         let connections_refused = Family::default();
         let owner_cache = crate::cluster::CacheStats::default();
         owner_cache.register(&mut registry);
+        let events = crate::events::EventStats::default();
+        events.register(&mut registry);
         registry.register("admission_requests", "Admission reviews by endpoint and outcome", requests.clone());
         registry.register("denials", "Denials by policy", denials.clone());
         registry.register("policy_errors", "Policy failures by policy and kind", policy_errors.clone());
@@ -115,6 +118,7 @@ impl Default for Metrics {
             connections_waited,
             connections_refused,
             owner_cache,
+            events,
         }
     }
 }
