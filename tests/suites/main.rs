@@ -9,6 +9,7 @@ mod cluster;
 mod default_policy;
 mod deploy;
 mod eval;
+mod events;
 mod isolation;
 mod kube_standin;
 mod lifecycle;
