@@ -35,7 +35,7 @@ use berth_e2e::admission::{Answer, check};
 use berth_e2e::client::{Client, Protocol};
 use berth_e2e::fixtures;
 use berth_e2e::kube::{FakeKubeApi, Recorded};
-use berth_e2e::machine::{self, shell};
+use berth_e2e::machine;
 use berth_e2e::server::Server;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -78,11 +78,7 @@ fn options() -> anyhow::Result<Options> {
 
 fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let command: Vec<String> = std::env::args().collect();
-    println!("cluster-footprint: berth's cluster cache (issue 9)");
-    println!("command:  {}", command.join(" "));
-    println!("berth:    {} (commit {})", options.berth.display(), shell("git", &["describe", "--always", "--dirty"]));
-    println!("machine:  {}", machine::describe());
+    machine::print_header("cluster-footprint: berth's cluster cache (issue 9)", &options.berth);
     let jobs: Vec<Value> = (0..options.objects).map(|i| chart_job(i, !options.without_last_applied)).collect();
     let last_applied =
         match jobs[0]["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str() {

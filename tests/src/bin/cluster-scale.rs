@@ -100,11 +100,7 @@ fn options() -> anyhow::Result<Options> {
 
 fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let command: Vec<String> = std::env::args().collect();
-    println!("cluster-scale: berth against N owner objects (issue 18)");
-    println!("command:  {}", command.join(" "));
-    println!("berth:    {}", options.berth.display());
-    println!("machine:  {}", machine::describe());
+    machine::print_header("cluster-scale: berth against N owner objects (issue 18)", &options.berth);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // A first start compiles the plugins into the cache, not measured.
     {
