@@ -518,6 +518,24 @@ fn access(rendered: &Rendered) -> (BTreeSet<(String, String)>, BTreeSet<String>)
     (pairs, verbs)
 }
 
+/// Every (apiGroup, resource, verb) the ClusterRole grants.
+fn grants(rendered: &Rendered) -> BTreeSet<(String, String, String)> {
+    let mut grants = BTreeSet::new();
+    for role in rendered.all("ClusterRole") {
+        let role: ClusterRole = serde_json::from_value(role.clone()).expect("ClusterRole");
+        for rule in role.rules.unwrap_or_default() {
+            for group in rule.api_groups.iter().flatten() {
+                for resource in rule.resources.iter().flatten() {
+                    for verb in &rule.verbs {
+                        grants.insert((group.clone(), resource.clone(), verb.clone()));
+                    }
+                }
+            }
+        }
+    }
+    grants
+}
+
 fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     list.iter().map(|(g, r)| (g.to_string(), r.to_string())).collect()
 }
@@ -533,17 +551,43 @@ const OWNERS: [(&str, &str); 6] = [
 
 #[test]
 fn the_cluster_role_grants_reading_what_the_policies_need_and_nothing_more() {
-    let (granted, verbs) = access(&render(&[]));
+    let (granted, verbs) = access(&render(&["--set", "events.enabled=false"]));
     let mut expected = pairs(&OWNERS);
     expected.extend(pairs(&[("storage.k8s.io", "storageclasses")]));
     assert_eq!(granted, expected);
     assert_eq!(verbs, ["get", "list", "watch"].map(String::from).into_iter().collect());
 
-    let (granted, _) = access(&render(&["--set", "rbac.namespaces=true", "--set", "rbac.owners=false"]));
+    let (granted, _) = access(&render(&[
+        "--set",
+        "rbac.namespaces=true",
+        "--set",
+        "rbac.owners=false",
+        "--set",
+        "events.enabled=false",
+    ]));
     assert_eq!(granted, pairs(&[("storage.k8s.io", "storageclasses"), ("", "namespaces")]));
 
-    let nothing = render(&["--set", "rbac.owners=false", "--set", "rbac.storageClasses=false"]);
+    let nothing =
+        render(&["--set", "rbac.owners=false", "--set", "rbac.storageClasses=false", "--set", "events.enabled=false"]);
     assert!(nothing.all("ClusterRole").is_empty() && nothing.all("ClusterRoleBinding").is_empty());
+
+    // Events (on by default): exactly create and patch on events.k8s.io's
+    // events, the only write; off, berth is told so.
+    let rendered = render(&[]);
+    let writes: BTreeSet<_> = grants(&rendered).into_iter().filter(|(_, _, verb)| !["get", "list", "watch"].contains(&verb.as_str())).collect();
+    let expected: BTreeSet<_> = ["create", "patch"]
+        .map(|verb| ("events.k8s.io".to_owned(), "events".to_owned(), verb.to_owned()))
+        .into_iter()
+        .collect();
+    assert_eq!(writes, expected);
+    assert!(grants(&rendered).iter().all(|(group, resource, _)| resource != "events" || group == "events.k8s.io"));
+    let args = |rendered: &Rendered| rendered.container().args.unwrap_or_default();
+    assert!(!args(&rendered).contains(&"--no-events".to_owned()));
+    let off = render(&["--set", "events.enabled=false"]);
+    assert!(args(&off).contains(&"--no-events".to_owned()), "{:?}", args(&off));
+    assert!(!access(&off).0.contains(&("events.k8s.io".to_owned(), "events".to_owned())));
+    let only_events = render(&["--set", "rbac.owners=false", "--set", "rbac.storageClasses=false"]);
+    assert_eq!(access(&only_events).0, pairs(&[("events.k8s.io", "events")]));
 
     // The binding is to the StatefulSet's service account.
     let rendered = render(&[]);
@@ -1087,12 +1131,30 @@ fn the_statefulset_as_rendered_starts_read_only_and_answers_over_tls_for_the_ser
     let drain = pod.args.iter().find_map(|a| a.strip_prefix("--drain-timeout=")).expect("--drain-timeout");
     let drain: u64 = drain.trim_end_matches('s').parse().expect("seconds");
     assert!(grace.is_some_and(|g| g as u64 > drain + 5), "grace {grace:?} must outlast preStop and a {drain}s drain");
-    // What berth read of the cluster is what the ClusterRole grants, and
-    // the ClusterRole grants nothing it did not read.
+    // What berth read and wrote of the cluster is what the ClusterRole
+    // grants, and the ClusterRole grants nothing it did not use: the
+    // policies' reads, and the denials' Events (written in the background).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !api.requests().iter().any(|r| r.method == "POST") {
+        assert!(std::time::Instant::now() < deadline, "no Event for the denials: {:#?}", api.requests());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (granted, verbs) = access(&rendered);
-    let read: BTreeSet<(String, String)> = api.requests().iter().map(|r| resource_of(r.path_only())).collect();
-    assert_eq!(read, granted, "berth read {read:?}; the ClusterRole grants {granted:?}");
-    assert!(api.requests().iter().all(|r| r.method == "GET"), "berth only reads");
+    let used: BTreeSet<(String, String)> = api.requests().iter().map(|r| resource_of(r.path_only())).collect();
+    assert_eq!(used, granted, "berth used {used:?}; the ClusterRole grants {granted:?}");
+    let grants = grants(&rendered);
+    for request in api.requests() {
+        let (group, resource) = resource_of(request.path_only());
+        let verb = match (request.method.as_str(), request.is_watch()) {
+            ("GET", true) => "watch",
+            ("GET", false) if request.path_only().ends_with(&format!("/{resource}")) => "list",
+            ("GET", false) => "get",
+            ("POST", _) => "create",
+            ("PATCH", _) => "patch",
+            (other, _) => panic!("berth sent a {other}: {request:?}"),
+        };
+        assert!(grants.contains(&(group.clone(), resource.clone(), verb.to_owned())), "{verb} {group}/{resource} is not granted");
+    }
     assert!(api.requests().iter().any(|r| r.is_watch()) && verbs.contains("watch") && verbs.contains("list"));
 
     server.signal("TERM");

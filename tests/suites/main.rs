@@ -12,6 +12,7 @@ mod dashboard;
 mod default_policy;
 mod deploy;
 mod eval;
+mod events;
 mod isolation;
 mod kube_standin;
 mod lifecycle;

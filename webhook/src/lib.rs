@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod diff;
+pub mod events;
 pub mod matcher;
 pub mod patch;
 pub mod policy;

@@ -131,6 +131,11 @@ impl PolicySet {
         Ok(Self { policies, cluster })
     }
 
+    /// What this set knows of the cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }

@@ -2,6 +2,7 @@
 //! (full objects or `PartialObjectMetadata`), get, paginated list and watch,
 //! and `Status` bodies for what fails.
 
+use super::events;
 use super::select::Selector;
 use super::store::{Change, Gone, Resource, Store};
 use super::{Faults, Recorded, Shared};
@@ -211,8 +212,11 @@ pub async fn answer(
     if recorded.authorization.as_deref() != Some(format!("Bearer {}", shared.token).as_str()) {
         return failure(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
+    if matches!(*request.method(), hyper::Method::POST | hyper::Method::PATCH) {
+        return write(&shared, request).await;
+    }
     if request.method() != hyper::Method::GET {
-        return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the stand-in API only serves GET");
+        return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the stand-in API serves GET, and writes only Events");
     }
     let target = match route(&shared.store.lock().expect("store lock"), request.uri().path()) {
         Ok(target) => target,
@@ -244,6 +248,76 @@ pub async fn answer(
             Ok(shape) => list(&shared.store.lock().expect("store lock"), &target, &query, &selector, shape),
             Err(refusal) => refusal.response(),
         },
+    }
+}
+
+/// A POST (create) or merge PATCH of an `events.k8s.io/v1` Event, checked
+/// as kube-apiserver checks one (events.rs); anything else is refused.
+async fn write(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let target = match route(&shared.store.lock().expect("store lock"), parts.uri.path()) {
+        Ok(target) => target,
+        Err(refusal) => return refusal.response(),
+    };
+    let resource = shared.store.lock().expect("store lock").resource(target.resource).clone();
+    let Some(namespace) = target.namespace.clone().filter(|_| {
+        (resource.group.as_str(), resource.version.as_str()) == events::GROUP_VERSION && resource.plural == events::PLURAL
+    }) else {
+        let message = "the stand-in API writes only events.k8s.io/v1 Events, in a namespace";
+        return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message);
+    };
+    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = match body.collect().await.map(|b| serde_json::from_slice::<Value>(&b.to_bytes())) {
+        Ok(Ok(body)) if body.is_object() => body,
+        _ => return failure(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a JSON object"),
+    };
+    let invalid = |name: &str, invalid: Vec<String>| {
+        let message = format!("Event.events.k8s.io \"{name}\" is invalid: {}", invalid.join(", "));
+        failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message)
+    };
+    let mut store = shared.store.lock().expect("store lock");
+    let (status, stored) = match (parts.method, target.name) {
+        (hyper::Method::POST, None) => {
+            let mut event = body;
+            let name = event["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            if let Err(errors) = events::validate_create(&event, &namespace) {
+                return invalid(&name, errors);
+            }
+            if store.get(target.resource, &namespace, &name).is_some() {
+                let message = format!("events.events.k8s.io \"{name}\" already exists");
+                return failure(StatusCode::CONFLICT, "AlreadyExists", &message);
+            }
+            event["metadata"]["namespace"] = json!(namespace);
+            event["apiVersion"] = json!(resource.api_version());
+            event["kind"] = json!(resource.kind);
+            (StatusCode::CREATED, store.apply(event))
+        }
+        (hyper::Method::PATCH, Some(name)) => {
+            if content_type != "application/merge-patch+json" {
+                let message = format!("the stand-in API takes only merge patches, not {content_type:?}");
+                return failure(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", &message);
+            }
+            let Some(before) = store.get(target.resource, &namespace, &name).cloned() else {
+                let message = format!("events.events.k8s.io \"{name}\" not found");
+                return failure(StatusCode::NOT_FOUND, "NotFound", &message);
+            };
+            let mut after = before.clone();
+            events::merge(&mut after, &body);
+            after["metadata"]["name"] = json!(name);
+            after["metadata"]["namespace"] = json!(namespace);
+            if let Err(errors) = events::validate_update(&events::as_written(&before), &events::as_written(&after), &namespace) {
+                return invalid(&name, errors);
+            }
+            (StatusCode::OK, store.apply(after))
+        }
+        _ => return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "POST to a collection, PATCH an object"),
+    };
+    match stored {
+        Ok((_, stored)) => {
+            shared.changes.send_replace(store.revision());
+            json_response(status, &stored)
+        }
+        Err(err) => failure(StatusCode::BAD_REQUEST, "BadRequest", &err.to_string()),
     }
 }
 

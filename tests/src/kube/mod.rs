@@ -14,8 +14,10 @@
 //! allowed, the initial-events-end one for `sendInitialEvents`; label and
 //! name/namespace field selectors. Not modelled: later pages of a list are
 //! read from the current objects, not a snapshot; `resourceVersionMatch`
-//! is ignored; only GET is served (writes are the test's, through
-//! [`FakeKubeApi::apply`] and [`FakeKubeApi::delete`]); no discovery.
+//! is ignored; clients write only `events.k8s.io/v1` Events (POST, merge
+//! PATCH; checked as the API checks them, `events.rs`), and other writes
+//! are the test's, through [`FakeKubeApi::apply`] and
+//! [`FakeKubeApi::delete`]; no discovery.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
 mod http;
 mod select;
 mod store;
@@ -272,6 +275,13 @@ impl FakeKubeApi {
     pub fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let store = self.shared.store.lock().expect("store lock");
         store.get(store.find_kind(kind)?, namespace.unwrap_or(""), name).cloned()
+    }
+
+    /// Every object of a kind (`Event`), in every namespace, in key order.
+    pub fn all(&self, kind: &str) -> Vec<Value> {
+        let store = self.shared.store.lock().expect("store lock");
+        let Some(resource) = store.find_kind(kind) else { return Vec::new() };
+        store.list(resource, None, None).map(|(_, object)| object.clone()).collect()
     }
 
     /// The current resourceVersion (a list's `metadata.resourceVersion`).

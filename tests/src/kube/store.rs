@@ -48,6 +48,8 @@ const BUILT_IN: &[(&str, &str, &str, bool)] = &[
     ("apps/v1", "ControllerRevision", "controllerrevisions", true),
     ("batch/v1", "Job", "jobs", true),
     ("batch/v1", "CronJob", "cronjobs", true),
+    // The one kind clients may write (events.rs).
+    ("events.k8s.io/v1", "Event", "events", true),
     ("storage.k8s.io/v1", "StorageClass", "storageclasses", false),
     ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
     ("networking.k8s.io/v1", "Ingress", "ingresses", true),

@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// WatchList feature) instead of pages.
     #[arg(long)]
     owner_streaming_list: bool,
+    /// Record no Kubernetes Event for denials. By default each denial of a
+    /// real request (not a dry run) is recorded as an `events.k8s.io/v1`
+    /// Event on the object, or on its owner when the object was never
+    /// stored (RBAC: create and patch on events; docs/AUDIT.md).
+    #[arg(long)]
+    no_events: bool,
     /// How often certificate and configuration files are checked.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     watch_interval: Duration,
@@ -154,6 +160,7 @@ impl ServeArgs {
                 page_size: self.owner_list_page_size,
                 streaming: self.owner_streaming_list,
             },
+            events: !self.no_events,
         };
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -13,7 +13,7 @@ mod owners;
 mod snapshot;
 mod watch;
 
-pub use owners::{CacheStats, Keep, Owner};
+pub use owners::{CacheStats, Controller, Keep, Owner};
 pub use snapshot::SnapshotError;
 pub use watch::{ApiConfig, KubeError, OwnerCacheOptions, Watches};
 
@@ -451,6 +451,18 @@ impl Cluster {
         }
         Ok(chain)
     }
+
+    /// The controller of `owner` (an object's own ownerReference) as memory
+    /// holds it, never asking the API: for what an Event about a denied
+    /// object regards (`events/`), which must not cost the answer a GET.
+    /// `None` when the owner is not in memory, or not of a kind berth
+    /// follows, or has no controller berth follows.
+    pub fn cached_controller(&self, namespace: &str, owner: &OwnerRef) -> Option<Controller> {
+        let kind = OwnerKind::from_reference(&owner.api_version, &owner.kind)?;
+        let found = self.owners.get(&kind)?.get(&Uid::new(&owner.uid))?;
+        // As in `owner_chain`: a reference across namespaces is void.
+        (&*found.namespace == namespace).then(|| found.controller.clone()).flatten()
+    }
 }
 
 #[cfg(test)]
@@ -613,6 +625,25 @@ mod tests {
         assert!(cluster.owner_chain("ns", reference("batch/v1", "Job", "other")).unwrap().is_empty());
         assert_eq!(cluster.owner_chain("ns", reference("batch/v1", "Job", "j-uid")).unwrap().len(), 1);
         assert!(Cluster::none().owner_chain("ns", reference("batch/v1", "Job", "j-uid")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_cached_controller_is_read_from_memory_only() {
+        let cluster = cluster_with(vec![(
+            OwnerKind::ReplicaSet,
+            meta("rs", "4a1f0000-0000-4000-8000-00000000002a", &[], Some(("apps/v1", "Deployment", "d-uid"))),
+        )]);
+        let rs = |uid: &str| OwnerRef {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "rs".into(),
+            uid: uid.into(),
+        };
+        let found = cluster.cached_controller("ns", &rs("4a1f0000-0000-4000-8000-00000000002a")).unwrap();
+        assert_eq!((found.kind, &*found.name, found.uid.to_string().as_str()), (OwnerKind::Deployment, "Deployment-owner", "d-uid"));
+        assert!(cluster.cached_controller("other", &rs("4a1f0000-0000-4000-8000-00000000002a")).is_none());
+        assert!(cluster.cached_controller("ns", &rs("not-in-memory")).is_none());
+        assert!(Cluster::no_api().cached_controller("ns", &rs("4a1f0000-0000-4000-8000-00000000002a")).is_none());
     }
 
     #[test]

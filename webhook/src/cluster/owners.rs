@@ -77,6 +77,24 @@ impl Uid {
     }
 }
 
+impl std::fmt::Display for Uid {
+    /// The text the API wrote: a packed UUID in its canonical form.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(text) => f.write_str(text),
+            Self::Uuid(bytes) => {
+                for (i, byte) in bytes.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// An owner's own controller: the next link of the chain. Only kinds berth
 /// follows are kept; the chain ends at any other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -773,7 +791,9 @@ mod tests {
         assert_eq!(Uid::new(uuid), Uid::new(uuid));
         for other in ["j-uid", "4A1F0000-0000-4000-8000-00000000002A", "4a1f0000-0000-4000-8000-00000000002"] {
             assert_eq!(Uid::new(other), Uid::Text(other.into()));
+            assert_eq!(Uid::new(other).to_string(), other);
         }
+        assert_eq!(Uid::new(uuid).to_string(), uuid, "a packed uid prints as the API wrote it");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub connections_waited: Counter,
     pub connections_refused: Family<RefusedLabels, Counter>,
     pub owner_cache: crate::cluster::CacheStats,
+    pub events: crate::events::EventStats,
 }
 
 fn latency_buckets() -> Histogram {
@@ -91,6 +92,8 @@ impl Default for Metrics {
         let connections_refused = Family::default();
         let owner_cache = crate::cluster::CacheStats::default();
         owner_cache.register(&mut registry);
+        let events = crate::events::EventStats::default();
+        events.register(&mut registry);
         registry.register("admission_requests", "Admission reviews by endpoint and outcome", requests.clone());
         registry.register("denials", "Denials by policy and the object's namespace", denials.clone());
         registry.register("policy_errors", "Policy failures by policy and kind", policy_errors.clone());
@@ -126,6 +129,7 @@ impl Default for Metrics {
             connections_waited,
             connections_refused,
             owner_cache,
+            events,
         }
     }
 }

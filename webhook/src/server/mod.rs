@@ -17,6 +17,7 @@ pub use tls::{ReloadingCert, Tls, TlsError};
 use crate::audit::AuditLog;
 use crate::cluster::{ApiConfig, OwnerCacheOptions, Watches};
 use crate::config::{Config, ConfigError, Source};
+use crate::events::{EventTask, Events, Reporter};
 use crate::policy::{PolicySet, PolicySetError};
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use arc_swap::ArcSwapOption;
@@ -43,6 +44,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// the port could otherwise hold every --max-connections slot idle.
 const UNCERTIFIED_CONNECTIONS: usize = 32;
 const UNCERTIFIED_LIFETIME: Duration = Duration::from_secs(10);
+/// At shutdown, how long the Events not yet written may take to be.
+const EVENT_FLUSH: Duration = Duration::from_secs(3);
 /// An idle HTTP/2 connection is pinged this often, and closed if a ping
 /// goes unanswered this long.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -126,6 +129,8 @@ pub struct ServeOptions {
     pub kube: Option<ApiConfig>,
     /// The owner cache's ceiling and sync deadline.
     pub owner_cache: OwnerCacheOptions,
+    /// Record a Kubernetes Event for every denial (`--no-events` turns it off).
+    pub events: bool,
 }
 
 /// What every request handler shares.
@@ -142,6 +147,8 @@ pub struct App {
     /// Slots for connections without one, when they are required.
     uncertified: Arc<Semaphore>,
     audit: AuditLog,
+    /// Denials' Kubernetes Events, written in the background.
+    events: Events,
     /// The configuration's `audit:` section as berth started with it: a
     /// reload that changes it is told that it takes a restart.
     audit_section: Option<crate::config::AuditSpec>,
@@ -194,9 +201,13 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         tracing::info!(path = %path.display(), on_error = ?audit.on_error(), "audit log");
     }
 
+    let needs = crate::policy::needs(&sources);
+    let client = kube_client(options.kube.as_ref(), needs.any())?;
+    let metrics = Metrics::default();
+    let (events, event_task) = events(options.events, client.as_ref(), &metrics);
     let app = Arc::new(App {
         policies: ArcSwapOption::empty(),
-        metrics: Metrics::default(),
+        metrics,
         workers: Arc::new(Semaphore::new(options.workers)),
         queue_timeout: options.queue_timeout,
         max_body: options.max_body,
@@ -204,6 +215,7 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         verifies_clients: tls.verifies_clients(),
         uncertified: Arc::new(Semaphore::new(UNCERTIFIED_CONNECTIONS)),
         audit,
+        events,
         audit_section,
         require_pinned: options.require_pinned,
     });
@@ -220,51 +232,75 @@ pub async fn run(options: ServeOptions) -> Result<(), ServeError> {
         tokio::spawn(serve(listener, tls.clone(), app.clone(), limits, options.drain_timeout, signals.terminate));
     tracing::info!(%listen, metrics = %metrics_addr, "listening");
 
-    let needs = crate::policy::needs(&sources);
-    let client = kube_client(options.kube.as_ref(), needs.any())?;
     let watches = Arc::new(Watches::new(client, options.owner_cache, app.metrics.owner_cache.clone()));
-    let load = async {
-        let keep = crate::policy::owner_label_keys(&sources);
-        let (runtime, cluster) = (runtime.clone(), watches.cluster(needs, keep));
-        tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster))
-            .await
-            .map_err(|_| ServeError::LoadTask)?
-            .map_err(ServeError::from)
-    };
-    // SIGTERM while still loading (a Kubernetes API that does not answer,
-    // say) ends the server task; it must end berth too.
-    let loaded = tokio::select! {
-        loaded = load => loaded?,
-        ended = &mut server => return ended.map_err(|_| ServeError::ServeTask),
-    };
-    let count = loaded.policies().len();
-    app.metrics.policies_loaded.set(count as i64);
-    let loaded = Arc::new(loaded);
-    app.policies.store(Some(loaded.clone()));
-    // Certificates and configuration are watched from here on, so that a
-    // fix (a configuration that needs less of the cluster, say) is picked
-    // up even while the caches have not synced.
-    tls.watch(options.watch_interval);
-    reload::spawn(app.clone(), runtime, watches, options.config.clone(), options.watch_interval, signals.hangup);
-    // "ready" means what /readyz says: the caches these policies read have
-    // synced too. Requests are served meanwhile.
-    let pending = loaded.unsynced();
-    if !pending.is_empty() {
-        tracing::info!(waiting_for = pending.join(","), "policies loaded; waiting for the Kubernetes API");
-        // Whichever set is in force: a reload may have replaced this one.
-        let synced = async {
-            while app.policies.load().as_ref().is_none_or(|set| !set.unsynced().is_empty()) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+    let served = async {
+        let load = async {
+            let keep = crate::policy::owner_label_keys(&sources);
+            let (runtime, cluster) = (runtime.clone(), watches.cluster(needs, keep));
+            tokio::task::spawn_blocking(move || PolicySet::load(&runtime, &sources, cluster))
+                .await
+                .map_err(|_| ServeError::LoadTask)?
+                .map_err(ServeError::from)
         };
-        tokio::select! {
-            () = synced => {}
+        // SIGTERM while still loading (a Kubernetes API that does not answer,
+        // say) ends the server task; it must end berth too.
+        let loaded = tokio::select! {
+            loaded = load => loaded?,
             ended = &mut server => return ended.map_err(|_| ServeError::ServeTask),
+        };
+        let count = loaded.policies().len();
+        app.metrics.policies_loaded.set(count as i64);
+        let loaded = Arc::new(loaded);
+        app.policies.store(Some(loaded.clone()));
+        // Certificates and configuration are watched from here on, so that a
+        // fix (a configuration that needs less of the cluster, say) is picked
+        // up even while the caches have not synced.
+        tls.watch(options.watch_interval);
+        reload::spawn(app.clone(), runtime, watches, options.config.clone(), options.watch_interval, signals.hangup);
+        // "ready" means what /readyz says: the caches these policies read have
+        // synced too. Requests are served meanwhile.
+        let pending = loaded.unsynced();
+        if !pending.is_empty() {
+            tracing::info!(waiting_for = pending.join(","), "policies loaded; waiting for the Kubernetes API");
+            // Whichever set is in force: a reload may have replaced this one.
+            let synced = async {
+                while app.policies.load().as_ref().is_none_or(|set| !set.unsynced().is_empty()) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::select! {
+                () = synced => {}
+                ended = &mut server => return ended.map_err(|_| ServeError::ServeTask),
+            }
+        }
+        drop(loaded);
+        tracing::info!(%listen, metrics = %metrics_addr, policies = count, "ready");
+        server.await.map_err(|_| ServeError::ServeTask)
+    }
+    .await;
+    // Drained (or failed): the Events still waiting get a last chance.
+    if let Some(task) = event_task {
+        task.finish(EVENT_FLUSH).await;
+    }
+    served
+}
+
+/// The Events writer, unless `--no-events` or there is no API to write to.
+fn events(enabled: bool, client: Option<&kube::Client>, metrics: &Metrics) -> (Events, Option<EventTask>) {
+    match (enabled, client) {
+        (false, _) => (Events::disabled(), None),
+        (true, None) => {
+            tracing::warn!("no Kubernetes API: denials are not recorded as Events (the audit log has them)");
+            (Events::disabled(), None)
+        }
+        (true, Some(client)) => {
+            let reporter = Reporter::this_host();
+            tracing::info!(controller = %reporter.controller, instance = %reporter.instance, "recording an Event for every denial");
+            let (events, task) =
+                Events::start(client.clone(), reporter, crate::events::Limits::default(), metrics.events.clone());
+            (events, Some(task))
         }
     }
-    drop(loaded);
-    tracing::info!(%listen, metrics = %metrics_addr, policies = count, "ready");
-    server.await.map_err(|_| ServeError::ServeTask)
 }
 
 /// A client for the Kubernetes API. An address given on the command line

@@ -122,6 +122,8 @@ async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, request: Request)
             message = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or(""),
             "denied"
         );
+        // After the audit record: queued for a background task, never waited on.
+        app.events.denied(&admitted.request, &response, app.policies.load().as_ref().map(|set| set.cluster()));
     }
     app.metrics.request(endpoint, outcome, started.elapsed());
     match serde_json::to_vec(&response.into_review()) {
