@@ -274,11 +274,14 @@ fn ten_hot_reloads_of_a_changed_javascript_policy_keep_the_compile_cache_under_i
     // berth's default limit: the chart's cache volume.
     let limit: u64 = 256 << 20;
     let server = Server::builder().config(&config).cache_dir(cache.clone()).spawn();
-    let entry = std::fs::metadata(std::fs::read_dir(&cache).expect("the cache").next().expect("an entry").expect("an entry").path())
-        .expect("an entry")
-        .len();
+    let entry = std::fs::metadata(
+        std::fs::read_dir(&cache).expect("the cache").next().expect("an entry").expect("an entry").path(),
+    )
+    .expect("an entry")
+    .len();
     assert!(entry * 10 > limit, "ten entries of {entry} bytes must not fit, or this test shows nothing");
-    let reloaded = |server: &Server| server.logs().iter().filter(|e| e["fields"]["message"] == "configuration reloaded").count();
+    let reloaded =
+        |server: &Server| server.logs().iter().filter(|e| e["fields"]["message"] == "configuration reloaded").count();
     let mut largest = 0;
     for revision in 1..=10 {
         install(revision);

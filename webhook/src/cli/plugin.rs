@@ -132,7 +132,11 @@ fn pin_in_file(config: &Path, built: &Built) -> anyhow::Result<usize> {
             .collect();
     }
     if at.is_empty() {
-        anyhow::bail!("no policy in {} has `plugin:` {file_name} (or a path to {})", config.display(), built.path.display());
+        anyhow::bail!(
+            "no policy in {} has `plugin:` {file_name} (or a path to {})",
+            config.display(),
+            built.path.display()
+        );
     }
     let mut out = with_pins(&lines, &at, &sha256);
     if !text.ends_with('\n') {
@@ -141,7 +145,8 @@ fn pin_in_file(config: &Path, built: &Built) -> anyhow::Result<usize> {
     // Written aside and renamed, so that a berth watching the file reads the
     // old pin or the new one, never half a file.
     let dir = config.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing beside {}", config.display()))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing beside {}", config.display()))?;
     tmp.write_all(out.as_bytes()).with_context(|| format!("writing beside {}", config.display()))?;
     if let Ok(meta) = std::fs::metadata(config) {
         let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
@@ -183,8 +188,8 @@ fn with_pins(lines: &[&str], at: &[usize], sha256: &str) -> String {
         .collect();
     let mut out = String::new();
     for (index, line) in lines.iter().enumerate() {
-        let old_pin = policies.iter().any(|(indent, lines)| {
-            lines.contains(&index) && line.strip_prefix(indent.as_str()).is_some_and(|rest| rest.starts_with("sha256:"))
+        let old_pin = policies.iter().any(|(indent, own)| {
+            own.contains(&index) && line.strip_prefix(indent.as_str()).is_some_and(|rest| rest.starts_with("sha256:"))
         });
         if !old_pin {
             out.push_str(line);

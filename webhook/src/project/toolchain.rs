@@ -224,7 +224,11 @@ fn build_go(dir: &Path, name: &str, out: &Path) -> Result<(), BuildError> {
     let core = out.with_file_name(format!("{name}.core.wasm"));
     let go = tool("BERTH_GO", None, "go");
     let mut command = Command::new(&go);
-    command.current_dir(dir).args(["build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o"]).arg(&core).arg(".");
+    command
+        .current_dir(dir)
+        .args(["build", "-buildmode=c-shared", "-trimpath", "-buildvcs=false", "-o"])
+        .arg(&core)
+        .arg(".");
     // Everything the module needs is in the project: nothing is fetched.
     command.envs([("GOOS", "wasip1"), ("GOARCH", "wasm"), ("GOTOOLCHAIN", "local"), ("GOPROXY", "off")]);
     run(command, &go.display().to_string(), Language::Go, INSTALL_GO)?;

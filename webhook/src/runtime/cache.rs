@@ -266,8 +266,7 @@ fn disk_usage(meta: &std::fs::Metadata) -> u64 {
 }
 
 fn tempfile_in(dir: &Path) -> PathBuf {
-    let nanos =
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     dir.join(format!(".tmp-{}-{nanos}", std::process::id()))
 }
 
@@ -310,10 +309,7 @@ mod tests {
             entry("unused-old", 30, 400),
         ];
         // Room for 30: both unused, then the older of those in use.
-        assert_eq!(
-            choose_evictions(files, in_use, 30),
-            ["unused-old", "unused-new", "used-old"].map(PathBuf::from)
-        );
+        assert_eq!(choose_evictions(files, in_use, 30), ["unused-old", "unused-new", "used-old"].map(PathBuf::from));
     }
 
     #[test]
