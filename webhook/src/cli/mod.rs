@@ -25,7 +25,8 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve /mutate and /validate over HTTPS for kube-apiserver.
-    Serve(serve::ServeArgs),
+    // Boxed: its options are most of the enum's size.
+    Serve(Box<serve::ServeArgs>),
     /// Run policies against AdmissionReview files, offline, exactly as the
     /// server would.
     Eval(eval::EvalArgs),
