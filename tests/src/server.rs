@@ -47,11 +47,12 @@ pub struct ServerBuilder {
     args: Vec<String>,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     binary: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Server {
     pub fn builder() -> ServerBuilder {
-        ServerBuilder { args: Vec::new(), tls: None, binary: None }
+        ServerBuilder { args: Vec::new(), tls: None, binary: None, cache_dir: None }
     }
 
     /// berth with its embedded default policy.
@@ -170,6 +171,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Keep compiled plugins here instead of the suites' shared [`cache_dir`].
+    pub fn cache_dir(mut self, path: PathBuf) -> Self {
+        self.cache_dir = Some(path);
+        self
+    }
+
     /// Serve this certificate instead of a generated one: `(ca, cert, key)`.
     pub fn tls_files(mut self, ca: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((ca, cert, key));
@@ -191,7 +198,7 @@ impl ServerBuilder {
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--watch-interval", "100ms"])
             .arg("--cache-dir")
-            .arg(cache_dir())
+            .arg(self.cache_dir.clone().unwrap_or_else(cache_dir))
             .env("BERTH_LOG", "info")
             // Hermetic: never the in-cluster API of whatever runs the tests.
             .env_remove("KUBERNETES_SERVICE_HOST")

@@ -458,6 +458,21 @@ fn owner_cache_values_become_berths_flags_and_the_defaults_leave_berths_own() {
 }
 
 #[test]
+fn the_cache_volume_and_berths_cache_limit_are_one_value() {
+    for (values, expected) in [(vec![], "256Mi"), (vec!["--set", "serve.cacheSizeLimit=512Mi"], "512Mi")] {
+        let rendered = render(&values);
+        validate(&rendered);
+        let volumes = rendered.pod_spec().volumes.expect("volumes");
+        let cache = volumes.iter().find(|v| v.name == "cache").and_then(|v| v.empty_dir.clone()).expect("an emptyDir");
+        assert_eq!(cache.size_limit.map(|q| q.0).as_deref(), Some(expected));
+        let args = rendered.container().args.unwrap_or_default();
+        assert!(args.contains(&format!("--cache-size-limit={expected}")), "{args:?}");
+        let (ok, _, stderr) = run(Command::new(binary()).args(&args).arg("--help"));
+        assert!(ok, "berth refuses the rendered arguments {args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn the_ca_bundle_comes_from_values_or_from_cert_managers_injector() {
     let bundle = base64::engine::general_purpose::STANDARD.encode("-----BEGIN CERTIFICATE-----\n");
     let rendered = render(&["--set", &format!("tls.caBundle={bundle}")]);

@@ -26,7 +26,8 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve /mutate and /validate over HTTPS for kube-apiserver.
-    Serve(serve::ServeArgs),
+    // Boxed: its options are most of the enum's size.
+    Serve(Box<serve::ServeArgs>),
     /// Run policies against AdmissionReview files, offline, exactly as the
     /// server would.
     Eval(eval::EvalArgs),
@@ -63,6 +64,12 @@ struct RuntimeArgs {
     /// $BERTH_CACHE_DIR (an explicit flag beats the environment).
     #[arg(long)]
     no_cache: bool,
+    /// The most the cache directory may hold (Ki, Mi, Gi or bytes). Past
+    /// it, compiled plugins no loaded policy uses are removed first, then
+    /// the least recently used. In a pod: the cache volume's sizeLimit.
+    /// [default: 256Mi]
+    #[arg(long, default_value_t = crate::runtime::DEFAULT_CACHE_SIZE_LIMIT, hide_default_value = true, value_parser = parse_cache_size)]
+    cache_size_limit: u64,
     /// Refuse every policy whose plugin file has no `sha256` pin (bundled
     /// `builtin:` plugins are pinned by the binary). `berth serve` applies
     /// it to every configuration reload too.
@@ -77,12 +84,16 @@ impl RuntimeArgs {
             (Some(dir), false) => ArtifactCache::at(dir),
             (None, false) => ArtifactCache::from_env(),
         };
-        RuntimeOptions { cache, ..RuntimeOptions::default() }
+        RuntimeOptions { cache: cache.with_size_limit(self.cache_size_limit), ..RuntimeOptions::default() }
     }
 
     fn runtime(&self) -> anyhow::Result<Runtime> {
         Ok(Runtime::new(self.options())?)
     }
+}
+
+fn parse_cache_size(text: &str) -> Result<u64, String> {
+    crate::config::parse_byte_size(text).ok_or_else(|| format!("{text:?} is not a size; write 256Mi, 1Gi or bytes"))
 }
 
 /// The `berth` binary: parse the command line, run it, and say why it

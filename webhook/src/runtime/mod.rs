@@ -8,7 +8,7 @@ mod plugin;
 
 /// The cluster facts a plugin is handed with each request (WIT `context`).
 pub use self::berth::policy::types::Context as PluginContext;
-pub use cache::ArtifactCache;
+pub use cache::{ArtifactCache, DEFAULT_SIZE_LIMIT as DEFAULT_CACHE_SIZE_LIMIT, dir_usage as cache_dir_usage};
 pub use error::{LoadError, PluginError, RuntimeError};
 pub use plugin::{CallLimits, Isolation, Plugin, PluginDecision, PluginRequest, PluginVerdict};
 

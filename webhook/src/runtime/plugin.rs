@@ -91,6 +91,9 @@ pub struct Plugin {
     warm: Mutex<Vec<Warm>>,
     budget: Arc<super::WarmBudget>,
     instantiations: AtomicU64,
+    /// Keeps the compiled artifact's cache entry among those in use (evicted
+    /// last) while this plugin is loaded.
+    _cached: Option<super::cache::InUse>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -102,7 +105,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     pub(super) fn load(runtime: &Runtime, source: &str, wasm: &[u8]) -> Result<Self, LoadError> {
         let sha256: Arc<str> = hex::encode(Sha256::digest(wasm)).into();
-        let component = runtime
+        let (component, cached) = runtime
             .cache()
             .component(runtime.engine(), &sha256, wasm)
             .map_err(|error| LoadError::Compile { source_name: source.to_owned(), error })?;
@@ -120,6 +123,7 @@ impl Plugin {
             warm: Mutex::new(Vec::new()),
             budget: runtime.warm_budget().clone(),
             instantiations: AtomicU64::new(0),
+            _cached: cached,
         })
     }
 
