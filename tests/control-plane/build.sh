@@ -23,9 +23,11 @@ fi
 # The version a module is required at in DIR/go.mod.
 pinned() { awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$1/go.mod"; }
 
+built=0
 build() { # DIR LDFLAGS NAME PACKAGE
   local dir=$1 ldflags=$2 name=$3 pkg=$4
   [ -x "$dest/$name" ] && return
+  built=1
   echo "control-plane: building $name" >&2
   (cd "$here/$dir" && "$go" build -ldflags "-s -w $ldflags" -o "$dest/$name.tmp" "$pkg")
   mv "$dest/$name.tmp" "$dest/$name"
@@ -48,3 +50,11 @@ build etcd "" etcd go.etcd.io/etcd/server/v3
 
 helm=$(pinned "$here/helm" helm.sh/helm/v4)
 build helm "-X helm.sh/helm/v4/internal/version.version=$helm" helm4 helm.sh/helm/v4/cmd/helm
+
+# The build cache is 5 GB after a cold build and serves only a rebuild of
+# the same release; the disk of CI's machine is worth more. The module
+# cache (1.5 GB) stays, for `go mod tidy` and the next build.
+if [ "$built" = 1 ]; then
+  "$go" clean -cache
+  rm -rf "$GOCACHE"
+fi

@@ -39,13 +39,3 @@ fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "CPU model unknown".to_owned())
 }
-
-/// The lines every bench opens with: what it measures, the command that
-/// ran it, the berth binary with its commit, and the machine.
-pub fn print_header(title: &str, berth: &std::path::Path) {
-    let command: Vec<String> = std::env::args().collect();
-    println!("{title}");
-    println!("command:  {}", command.join(" "));
-    println!("berth:    {} (commit {})", berth.display(), shell("git", &["describe", "--always", "--dirty"]));
-    println!("machine:  {}", describe());
-}

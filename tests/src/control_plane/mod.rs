@@ -90,7 +90,8 @@ impl ControlPlane {
         let tmp = tempfile::Builder::new().prefix("berth-control-plane-").tempdir().map_err(|e| e.to_string())?;
         let dir = tmp.path().to_path_buf();
         let network = Network::new()?;
-        let group = Group::new(&dir, &network.cleanup_script());
+        // The directory goes with the processes: a static's TempDir is never dropped.
+        let group = Group::new(&dir, &format!("{}; rm -rf '{}'", network.cleanup_script(), dir.display()));
         let host = network.host();
         let pki = Pki::new(&dir, host).map_err(|e| format!("certificates: {e}"))?;
         let mut processes = Vec::new();

@@ -6,7 +6,9 @@
 //! and the scheduler decides where everything lands.
 //!
 //! - `installs`: the fixtures' charts, placed (and the control without berth);
-//! - `contract`: what the real apiserver sends and does around berth.
+//! - `contract`: what the real apiserver sends and does around berth;
+//! - `events`: berth's Events as `kubectl get events` and `describe` show them.
 
 mod contract;
+mod events;
 mod installs;
