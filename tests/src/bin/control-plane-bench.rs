@@ -91,8 +91,8 @@ fn install(plane: &ControlPlane, set: &Set, with_berth: bool) -> Duration {
     }
     let charts = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    set.install(plane, Helm::V3, charts.path());
-    let installed = set.settle(plane).unwrap_or_else(|e| panic!("{e}"));
+    let seen = set.install(plane, Helm::V3, charts.path());
+    let installed = set.settle(plane, &seen).unwrap_or_else(|e| panic!("{e}"));
     let took = installed.all_created - started;
     set.uninstall(plane, Helm::V3);
     took

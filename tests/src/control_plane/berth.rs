@@ -101,15 +101,17 @@ fn install(plane: &'static ControlPlane, binary: PathBuf) -> Berth {
     berth
 }
 
-/// A fixture set of tests/fixtures as a chart: its rendered manifests,
-/// unchanged, as the one template.
+/// A fixture set of tests/fixtures as a chart: its rendered manifests as
+/// the one template, unchanged but for API versions the cluster no longer
+/// serves ([`current_apis`]).
 pub fn fixture_chart(set: &str, into: &Path) -> PathBuf {
     let chart = into.join(set);
     std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
     std::fs::create_dir_all(chart.join("manifests")).expect("chart dir");
     let name: String = set.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     std::fs::write(chart.join("Chart.yaml"), format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n")).expect("Chart.yaml");
-    std::fs::copy(repo().join("tests/fixtures").join(set).join("rendered.yaml"), chart.join("manifests/rendered.yaml")).expect("rendered.yaml");
+    let rendered = std::fs::read_to_string(repo().join("tests/fixtures").join(set).join("rendered.yaml")).expect("rendered.yaml");
+    std::fs::write(chart.join("manifests/rendered.yaml"), current_apis(&rendered)).expect("rendered.yaml");
     // .Files.Get: the text is not templated again.
     std::fs::write(chart.join("templates/rendered.yaml"), "{{ .Files.Get \"manifests/rendered.yaml\" }}\n").expect("template");
     chart
@@ -117,3 +119,12 @@ pub fn fixture_chart(set: &str, into: &Path) -> PathBuf {
 
 /// How long the controllers, scheduler and kubelet take for a whole chart.
 pub const SETTLE: Duration = Duration::from_secs(300);
+
+/// The seed's charts (2020) render PodDisruptionBudgets as
+/// `policy/v1beta1`, which Kubernetes removed in 1.25: an install on a
+/// current cluster fails before any pod exists. `policy/v1` takes the same
+/// fields; what `helm mapkubeapis` would do. No other removed API is in the
+/// fixtures, and nothing berth sees (pods, claims) changes.
+fn current_apis(rendered: &str) -> String {
+    rendered.replace("apiVersion: policy/v1beta1\nkind: PodDisruptionBudget", "apiVersion: policy/v1\nkind: PodDisruptionBudget")
+}

@@ -1,4 +1,4 @@
-//! What the cluster holds before anything is installed: six Node objects
+//! What the cluster holds before anything is installed: eight Node objects
 //! (no kubelet behind them), the StorageClasses, and local
 //! PersistentVolumes, as the seed's hand-made install had.
 
@@ -11,12 +11,17 @@ use serde_json::json;
 /// target (deploy/chart/values.yaml, policies.pulsar / policies.kafka).
 pub const DEDICATED: [(&str, &str); 2] = [("pulsar", "node-role.kubernetes.io/pulsar"), ("kafka", "node-role.kubernetes.io/kafka")];
 
-/// The nodes: two for Pulsar, two for Kafka, two for everything else.
-pub const NODES: [(&str, Option<&str>); 6] = [
+/// The nodes: three for Pulsar, three for Kafka, two for everything else.
+/// Three, not two: the charts spread their three replicas of ZooKeeper,
+/// bookies, brokers and proxies with a required pod anti-affinity on the
+/// hostname, so a third replica on two nodes is never scheduled.
+pub const NODES: [(&str, Option<&str>); 8] = [
     ("pulsar-1", Some("pulsar")),
     ("pulsar-2", Some("pulsar")),
+    ("pulsar-3", Some("pulsar")),
     ("kafka-1", Some("kafka")),
     ("kafka-2", Some("kafka")),
+    ("kafka-3", Some("kafka")),
     ("general-1", None),
     ("general-2", None),
 ];

@@ -5,9 +5,13 @@
 use super::berth::{SETTLE, fixture_chart};
 use super::{ControlPlane, Helm, cluster, repo};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use futures_util::StreamExt as _;
 use kube::api::{Api, ListParams};
+use kube::runtime::watcher;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A fixture set, the release and namespace it was rendered for, and the
@@ -49,47 +53,51 @@ impl Set {
 
     /// `helm install` of the set's chart; it returns once Helm has created
     /// the release's objects (no `--wait`: the controllers go on after).
-    pub fn install(&self, plane: &ControlPlane, helm: Helm, charts: &Path) {
+    /// Every pod of the namespace is recorded from before the install on,
+    /// hook pods included, which Helm deletes once they have succeeded.
+    pub fn install(&self, plane: &ControlPlane, helm: Helm, charts: &Path) -> Pods {
         plane.block_on(cluster::ensure_volumes(&plane.client(), 16)).expect("volumes");
         let chart = fixture_chart(self.dir, charts);
+        let pods = Pods::watch(plane, self.namespace);
         plane.helm_ok(helm, &["install", self.release, &chart.display().to_string(), "-n", self.namespace, "--create-namespace", "--timeout", "10m"]);
+        pods
     }
 
-    /// The namespace's pods and claims once the controllers have made as
-    /// many as the fixture has, every pod bound, every claim bound; and
-    /// when the last pod was first seen (polled every 100 ms).
-    pub fn settle(&self, plane: &ControlPlane) -> Result<Installed, String> {
+    /// Every pod the namespace has had once the controllers have made as
+    /// many as the fixture has, every pod still there bound, every claim
+    /// bound; and when the last pod was first seen.
+    pub fn settle(&self, plane: &ControlPlane, seen: &Pods) -> Result<Installed, String> {
         let want = self.expected();
         let pods: Api<Pod> = Api::namespaced(plane.client(), self.namespace);
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(plane.client(), self.namespace);
-        let mut last = None;
+        let mut last = Vec::new();
         let mut all_created = None;
         let settled = plane.wait_for(&format!("{} to settle", self.dir), SETTLE, || {
             let (Ok(p), Ok(c)) = (plane.block_on(pods.list(&ListParams::default())), plane.block_on(claims.list(&ListParams::default())))
             else {
                 return false;
             };
-            if p.items.len() >= want.0 {
+            let created = seen.count();
+            if created >= want.0 {
                 all_created.get_or_insert_with(Instant::now);
             }
-            let done = p.items.len() >= want.0
-                && c.items.len() >= want.1
+            last = c.items;
+            created >= want.0
+                && last.len() >= want.1
                 && p.items.iter().all(|pod| pod.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
-                && c.items.iter().all(|claim| claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"));
-            last = Some((p.items, c.items));
-            done
+                && last.iter().all(|claim| claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound"))
         });
-        let (pods, claims) = last.unwrap_or_default();
+        let pods = seen.all();
         settled.map_err(|e| {
             format!(
                 "{e}: want {want:?} pods and claims, have {} and {}\n{}\n{}",
                 pods.len(),
-                claims.len(),
+                last.len(),
                 plane.kubectl_ok(&["get", "pods,pvc,statefulsets,jobs", "-n", self.namespace, "-o", "wide"]),
                 plane.kubectl_ok(&["get", "events", "-n", self.namespace, "--sort-by=.lastTimestamp"]),
             )
         })?;
-        Ok(Installed { pods, claims, all_created: all_created.expect("settled means created") })
+        Ok(Installed { pods, claims: last, all_created: all_created.expect("settled means created") })
     }
 
     /// `helm uninstall`, then the claims (a StatefulSet's outlive it); it
@@ -109,8 +117,59 @@ impl Set {
 }
 
 pub struct Installed {
+    /// Every pod the namespace had, in its last state seen (bound).
     pub pods: Vec<Pod>,
     pub claims: Vec<PersistentVolumeClaim>,
     /// When the list first held every pod the fixture has.
     pub all_created: Instant,
+}
+
+/// The pods a namespace has had since the watch began, by uid, each in the
+/// last state seen before it went.
+pub struct Pods {
+    seen: Arc<Mutex<BTreeMap<String, Pod>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Pods {
+    fn watch(plane: &ControlPlane, namespace: &str) -> Pods {
+        let seen: Arc<Mutex<BTreeMap<String, Pod>>> = Arc::default();
+        let api: Api<Pod> = Api::namespaced(plane.client(), namespace);
+        let into = seen.clone();
+        let (ready, started) = std::sync::mpsc::channel();
+        let task = plane.runtime().spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = ready.send(());
+                    }
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        if let Some(uid) = pod.metadata.uid.clone() {
+                            into.lock().expect("pods").insert(uid, pod);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("pods watch: {e}"),
+                }
+            }
+        });
+        // Nothing is installed before the watch has its first list.
+        started.recv_timeout(Duration::from_secs(30)).expect("the pods watch started");
+        Pods { seen, task }
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("pods").len()
+    }
+
+    pub fn all(&self) -> Vec<Pod> {
+        self.seen.lock().expect("pods").values().cloned().collect()
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -89,7 +89,8 @@ fn kubectl_set_image_and_debug_are_rewritten_or_denied_with_berths_message() {
     // kubectl debug: an UPDATE of pods/ephemeralcontainers.
     plane.kubectl_ok(&["debug", "-n", ns, "broker", "--image=busybox:1.36", "-c", "debugger"]);
     let debugged = stored(plane, ns, "broker").expect("pod");
-    assert_eq!(debugged["spec"]["ephemeralContainers"][0]["image"], "harbor.example.com/library/busybox:1.36", "{debugged}");
+    // Docker Hub's official images keep their `library/` (deploy/policies/pulsar.yaml).
+    assert_eq!(debugged["spec"]["ephemeralContainers"][0]["image"], "harbor.example.com/library/library/busybox:1.36", "{debugged}");
     let refused_debug = plane.kubectl(&["debug", "-n", ns, "broker", "--image=quay.io/evil/tools:1", "-c", "evil"]);
     assert_denied_by_berth(&refused_debug, "quay.io/evil/tools:1");
 
@@ -286,8 +287,8 @@ fn job_pods(plane: &ControlPlane, namespace: &str, job: &str) -> Vec<Value> {
     plane.block_on(pods.list(&params)).map(|l| l.items.iter().map(|p| serde_json::to_value(p).expect("json")).collect()).unwrap_or_default()
 }
 
-fn tolerates_pulsar(pod: &Value) -> bool {
-    pod["spec"]["tolerations"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "dedicated" && t["value"] == "pulsar"))
+fn tolerates(pod: &Value, app: &str) -> bool {
+    pod["spec"]["tolerations"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "dedicated" && t["value"] == app))
 }
 
 /// berth down while a Job is created (its pods are refused, the Job
@@ -315,7 +316,7 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
             .wait_for(&format!("{job}'s pod"), Duration::from_secs(240), || !job_pods(plane, ns, &job).is_empty())
             .unwrap_or_else(|e| panic!("{e}\n{}", plane.kubectl_ok(&["describe", "job", "-n", ns, &job])));
         for pod in job_pods(plane, ns, &job) {
-            assert!(tolerates_pulsar(&pod), "streaming {streaming}: the Job's pod was not matched by its owner: {}", pod["spec"]);
+            assert!(tolerates(&pod, "pulsar"), "streaming {streaming}: the Job's pod was not matched by its owner: {}", pod["spec"]);
             assert!(pod["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.starts_with("harbor.example.com/")), "{}", pod["spec"]);
         }
     }
@@ -390,6 +391,16 @@ fn a_release_named_in_helm_releases_is_placed_whatever_its_labels() {
     let ns = "streaming";
     plane.namespace(ns, &[OPT_IN]);
     upgrade_berth(plane, &["--set", "policies.kafka.helmReleases={streaming/confluent}"]);
+    // berth reloads its ConfigMap in place: wait until it answers with it.
+    let release = json!({"meta.helm.sh/release-name": "confluent", "meta.helm.sh/release-namespace": ns});
+    let mut probe = pod("probe", json!({"role": "probe"}), "confluentinc/cp-kafka:7.5.0");
+    probe["metadata"]["annotations"] = release;
+    plane
+        .wait_for("berth to reload with helmReleases", Duration::from_secs(60), || {
+            let output = create(plane, ns, &probe, &["--dry-run=server", "-o", "json"]);
+            serde_json::from_slice::<Value>(&output.stdout).is_ok_and(|p| tolerates(&p, "kafka"))
+        })
+        .expect("berth reloaded the upgraded values");
     let chart = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(chart.path().join("templates")).expect("chart");
     std::fs::write(chart.path().join("Chart.yaml"), "apiVersion: v2\nname: confluent\nversion: 1.0.0\n").expect("Chart.yaml");

@@ -66,8 +66,8 @@ fn install_and_check(plane: &ControlPlane, helm: Helm, set: &Set) -> String {
     plane.namespace(set.namespace, &[OPT_IN]);
     let charts = tempfile::tempdir().expect("tempdir");
     let want = set.expected();
-    set.install(plane, helm, charts.path());
-    let installed = set.settle(plane).unwrap_or_else(|e| panic!("{e}"));
+    let seen = set.install(plane, helm, charts.path());
+    let installed = set.settle(plane, &seen).unwrap_or_else(|e| panic!("{e}"));
     let wrong: Vec<String> = installed.pods.iter().flat_map(|pod| misplaced(pod, set.app)).collect();
     let classes: Vec<String> = installed
         .claims
@@ -134,7 +134,7 @@ fn without_berth_the_seeds_kafka_is_not_placed() {
     let _turn = plane.turn(set.namespace);
     plane.namespace(set.namespace, &[]);
     let charts = tempfile::tempdir().expect("tempdir");
-    set.install(plane, Helm::V3, charts.path());
+    let _seen = set.install(plane, Helm::V3, charts.path());
     // Bound or not: without the webhooks nothing says where they belong.
     let pods: Api<Pod> = Api::namespaced(plane.client(), set.namespace);
     let want = set.expected();
