@@ -90,6 +90,8 @@ fn install(plane: &ControlPlane, set: &Set, with_berth: bool) -> Duration {
         plane.kubectl_ok(&["label", "namespace", set.namespace, &format!("{}-", OPT_IN.0)]);
     }
     let charts = tempfile::tempdir().expect("tempdir");
+    // The volumes first: their creation is not the install's.
+    plane.block_on(berth_e2e::control_plane::cluster::ensure_volumes(&plane.client(), 16)).expect("volumes");
     let started = Instant::now();
     let seen = set.install(plane, Helm::V3, charts.path());
     let installed = set.settle(plane, &seen).unwrap_or_else(|e| panic!("{e}"));

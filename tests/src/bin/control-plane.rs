@@ -1,5 +1,5 @@
 //! The control-plane suites' cluster, by hand: etcd, kube-apiserver,
-//! kube-controller-manager and kube-scheduler from `.ci/bin`, six nodes, the
+//! kube-controller-manager and kube-scheduler from `.ci/bin`, eight nodes, the
 //! StorageClasses and the minimal kubelet; with `--berth`, berth installed
 //! with its chart. It prints the kubeconfig and runs until interrupted;
 //! everything it started goes with it. tests/control-plane/README.md.

@@ -101,6 +101,10 @@ pub async fn create(client: &kube::Client) -> Result<(), String> {
 /// volume stays bound after its claim goes (Retain), so each install takes
 /// fresh ones.
 pub async fn ensure_volumes(client: &kube::Client, free: usize) -> Result<(), String> {
+    // Tests in other namespaces top up at once: one at a time, or both
+    // would create the same names.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     let existing = volumes.list(&ListParams::default()).await.map_err(|e| format!("list PersistentVolumes: {e}"))?;
     for (node, app) in NODES {

@@ -91,7 +91,7 @@ impl ControlPlane {
         let dir = tmp.path().to_path_buf();
         let network = Network::new()?;
         // The directory goes with the processes: a static's TempDir is never dropped.
-        let group = Group::new(&dir, &format!("{}; rm -rf '{}'", network.cleanup_script(), dir.display()));
+        let group = Group::new(&dir, &network.cleanup_script(), &dir);
         let host = network.host();
         let pki = Pki::new(&dir, host).map_err(|e| format!("certificates: {e}"))?;
         let mut processes = Vec::new();
@@ -303,6 +303,8 @@ impl ControlPlane {
             .env("KUBECONFIG", &self.kubeconfig)
             // helm keeps its caches and repositories under HOME; the test's own.
             .env("HOME", &home)
+            .env("NO_PROXY", process::NO_PROXY)
+            .env("no_proxy", process::NO_PROXY)
             .env_remove("XDG_CACHE_HOME")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt as _;
 
+/// The bridge's range and loopback: what no proxy may carry.
+pub const NO_PROXY: &str = "10.251.0.0/16,127.0.0.1,localhost";
+
 /// A process group whose leader kills it when this test process is gone.
 pub struct Group {
     pgid: i32,
@@ -22,10 +25,12 @@ pub struct Group {
 impl Group {
     /// `cleanup` is a shell snippet the watchdog runs before the kill (it
     /// removes what cannot die with a process: network namespaces, links).
-    pub fn new(logs: &Path, cleanup: &str) -> Group {
+    /// `remove` is removed once the group is dead, by a process outside it.
+    pub fn new(logs: &Path, cleanup: &str, remove: &Path) -> Group {
+        let after = format!("setsid sh -c \"sleep 2; rm -rf '{}'\" </dev/null >/dev/null 2>&1 &", remove.display());
         let script = format!(
-            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done\n{cleanup}\nkill -KILL 0\n",
-            parent = std::process::id()
+            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done\n{cleanup}\n{after}\nkill -KILL 0\n",
+            parent = std::process::id(),
         );
         let watchdog = Command::new("bash")
             .arg("-c")
@@ -45,7 +50,10 @@ impl Group {
         let log = self.logs.join(format!("{name}.log"));
         let out = File::options().create(true).append(true).open(&log).expect("log file");
         let err = out.try_clone().expect("log file");
+        // The test's own addresses are never reached through a proxy.
         let child = command
+            .env("NO_PROXY", NO_PROXY)
+            .env("no_proxy", NO_PROXY)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -144,15 +144,18 @@ fn berth_is_reinvoked_after_another_webhook_adds_a_container() {
     plane.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
     // The apiserver's webhook informer takes a moment to see the new configuration.
     let mut stored_pod = None;
+    let mut attempt = 0;
     plane
         .wait_for("the sidecar webhook to be called", Duration::from_secs(30), || {
-            let name = format!("reinvoked-{}", sidecar.calls());
+            attempt += 1;
+            let name = format!("reinvoked-{attempt}");
             let created = create(plane, ns, &pulsar_pod(&name, "apachepulsar/pulsar:2.7.4"), &[]);
             assert!(created.status.success(), "{}", stderr(&created));
             stored_pod = stored(plane, ns, &name);
             stored_pod.as_ref().is_some_and(|p| p["spec"]["containers"].as_array().is_some_and(|c| c.len() == 2))
         })
         .expect("the sidecar added");
+    assert!(sidecar.calls() > 0, "the sidecar webhook was never called");
     plane.kubectl_ok(&["delete", "mutatingwebhookconfiguration", "zz-e2e-sidecar"]);
     let pod = stored_pod.expect("a pod");
     let images: Vec<&str> = pod["spec"]["containers"].as_array().expect("containers").iter().filter_map(|c| c["image"].as_str()).collect();
@@ -336,8 +339,10 @@ fn upgrade_berth(plane: &ControlPlane, values: &[&str]) {
 }
 
 /// `helm upgrade berth` with another pull Secret, while pods are created
-/// without pause: none is refused, and once berth has reloaded the
-/// ConfigMap every new pod gets the new Secret.
+/// without pause: none is refused, and once both replicas have reloaded
+/// the ConfigMap every new pod gets the new Secret. (The apiserver picks
+/// a replica per call, and each reloads on its own, a second or two
+/// apart: in that window a pod gets either Secret.)
 #[test]
 fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile() {
     let (plane, _berth) = Berth::exclusive();
@@ -353,11 +358,12 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
             let mut index = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let object: Pod = serde_json::from_value(pulsar_pod(&format!("during-{index}"), "apachepulsar/pulsar:2.7.4")).expect("pod");
+                let sent = std::time::Instant::now();
                 let result = plane.block_on(pods.create(&kube::api::PostParams::default(), &object));
-                results.push(result.map(|p| {
+                results.push((sent, result.map(|p| {
                     let secrets = p.spec.and_then(|s| s.image_pull_secrets).unwrap_or_default();
                     secrets.into_iter().map(|s| s.name).collect::<Vec<_>>()
-                }));
+                })));
                 index += 1;
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -370,17 +376,25 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
         let output = create(plane, ns, &object, &["--dry-run=server", "-o", "json"]);
         serde_json::from_slice::<Value>(&output.stdout).is_ok_and(|p| p["spec"]["imagePullSecrets"][0]["name"] == "regsecret-v2")
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Both replicas have reloaded within two volume refreshes and two
+    // watch intervals of the first.
+    std::thread::sleep(Duration::from_secs(5));
+    let both_reloaded = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let results = creator.join().expect("the creator");
     upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]);
     reloaded.expect("berth reloaded the upgraded policy");
-    let failures: Vec<String> = results.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect();
+    let failures: Vec<String> = results.iter().filter_map(|(_, r)| r.as_ref().err()).map(ToString::to_string).collect();
     assert!(failures.is_empty(), "{} of {} admissions failed during the upgrade: {failures:?}", failures.len(), results.len());
-    let secrets: Vec<&Vec<String>> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let first_new = secrets.iter().position(|s| s.contains(&"regsecret-v2".to_string())).expect("a pod created after the reload");
-    assert!(secrets[first_new..].iter().all(|s| s.contains(&"regsecret-v2".to_string())), "after the reload: {secrets:?}");
-    assert!(secrets[..first_new].iter().all(|s| s.contains(&"regsecret".to_string())), "before the reload: {secrets:?}");
+    let secrets = |after: bool| -> Vec<&Vec<String>> {
+        results.iter().filter(|(sent, _)| (*sent > both_reloaded) == after).filter_map(|(_, r)| r.as_ref().ok()).collect()
+    };
+    let (before, after) = (secrets(false), secrets(true));
+    assert!(!after.is_empty(), "no pod was created after the reload");
+    assert!(after.iter().all(|s| s.contains(&"regsecret-v2".to_string())), "after the reload: {after:?}");
+    assert!(before.iter().all(|s| s.contains(&"regsecret".to_string()) || s.contains(&"regsecret-v2".to_string())), "{before:?}");
+    assert!(before.first().is_some_and(|s| s.contains(&"regsecret".to_string())), "the first pod had the old Secret: {before:?}");
 }
 
 /// `policies.kafka.helmReleases`: a release whose labels no rule knows is

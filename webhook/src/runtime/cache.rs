@@ -194,7 +194,10 @@ impl ArtifactCache {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            files.push(Entry { path, bytes: disk_usage(&meta), used, evictable: !tmp });
+            // Only berth's own entries are ever removed: the directory may
+            // be shared (`--cache-dir /tmp`), and another program's file
+            // counts toward the limit but is never deleted.
+            files.push(Entry { path, bytes: disk_usage(&meta), used, evictable: !tmp && is_entry(&name.to_string_lossy()) });
         }
         let in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let evicted = choose_evictions(files, |path| in_use.contains_key(path), self.limit.saturating_sub(incoming));
@@ -208,6 +211,11 @@ impl ArtifactCache {
         }
         Ok(())
     }
+}
+
+/// A compiled plugin's file name: 32 hex digits and `.cwasm`.
+fn is_entry(name: &str) -> bool {
+    name.strip_suffix(".cwasm").is_some_and(|key| key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -317,5 +325,13 @@ mod tests {
         let files = vec![entry(".tmp-1-2", 50, 1), entry("a", 30, 100)];
         assert_eq!(choose_evictions(files, |_| false, 40), [PathBuf::from("a")]);
         assert!(choose_evictions(vec![entry("a", 30, 1)], |_| false, 30).is_empty());
+    }
+
+    #[test]
+    fn only_berths_own_files_are_entries() {
+        assert!(is_entry("0123456789abcdef0123456789abcdef.cwasm"));
+        for other in ["notes.txt", "0123456789abcdef.cwasm", "0123456789abcdef0123456789abcdeg.cwasm", ".tmp-1-2"] {
+            assert!(!is_entry(other), "{other}");
+        }
     }
 }
