@@ -100,6 +100,14 @@ impl Set {
         Ok(Installed { pods, claims: last, all_created: all_created.expect("settled means created") })
     }
 
+    /// When the namespace first had every pod the fixture has (bound or
+    /// not: without berth some never are).
+    pub fn created(&self, plane: &ControlPlane, seen: &Pods) -> Result<Instant, String> {
+        let want = self.expected().0;
+        plane.wait_for(&format!("{}'s {want} pods", self.dir), SETTLE, || seen.count() >= want)?;
+        Ok(Instant::now())
+    }
+
     /// `helm uninstall`, then the claims (a StatefulSet's outlive it); it
     /// waits until the kubelet has let every pod go.
     pub fn uninstall(&self, plane: &ControlPlane, helm: Helm) {
