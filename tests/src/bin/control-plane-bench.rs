@@ -9,7 +9,7 @@
 
 use berth_e2e::control_plane::berth::{Berth, OPT_IN};
 use berth_e2e::control_plane::release::{SEED_KAFKA, SEED_PULSAR, Set};
-use berth_e2e::control_plane::{ControlPlane, Helm, KUBERNETES_VERSION};
+use berth_e2e::control_plane::{ControlPlane, Helm, KUBERNETES_VERSION, cluster};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -82,9 +82,32 @@ fn helm_version(plane: &ControlPlane) -> String {
     plane.helm_ok(Helm::V3, &["version", "--template", "{{.Version}}"])
 }
 
+/// The dedicated nodes' taints off (`false`) or on. Without berth nothing
+/// tolerates them, ZooKeeper's pods never schedule, and a StatefulSet with
+/// `OrderedReady` never creates its next pod: the install without berth
+/// runs on untainted nodes, so that it completes at all.
+fn taint_dedicated(plane: &ControlPlane, on: bool) {
+    for (node, app) in cluster::NODES {
+        let Some(app) = app else { continue };
+        let taint = if on { format!("dedicated={app}:NoSchedule") } else { "dedicated-".to_string() };
+        plane.kubectl_ok(&["taint", "nodes", node, &taint, "--overwrite"]);
+    }
+}
+
 /// One install of `set` into its namespace, opted in to berth or not; the
 /// time from `helm install` to the last pod created. It is uninstalled after.
 fn install(plane: &ControlPlane, set: &Set, with_berth: bool) -> Duration {
+    if !with_berth {
+        taint_dedicated(plane, false);
+    }
+    let took = install_once(plane, set, with_berth);
+    if !with_berth {
+        taint_dedicated(plane, true);
+    }
+    took
+}
+
+fn install_once(plane: &ControlPlane, set: &Set, with_berth: bool) -> Duration {
     plane.namespace(set.namespace, if with_berth { &[OPT_IN] } else { &[] });
     if !with_berth {
         plane.kubectl_ok(&["label", "namespace", set.namespace, &format!("{}-", OPT_IN.0)]);
@@ -102,7 +125,9 @@ fn install(plane: &ControlPlane, set: &Set, with_berth: bool) -> Duration {
 fn median(values: &[Duration]) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
-    sorted[sorted.len() / 2]
+    let middle = sorted.len() / 2;
+    // An even count: the mean of the middle two.
+    if sorted.len() % 2 == 0 { (sorted[middle - 1] + sorted[middle]) / 2 } else { sorted[middle] }
 }
 
 /// A cumulative histogram: upper bounds and counts, as Prometheus exposes it.

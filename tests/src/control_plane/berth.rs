@@ -31,32 +31,41 @@ pub struct Berth {
     lock: RwLock<()>,
 }
 
-static BERTH: OnceLock<Berth> = OnceLock::new();
+/// The install's outcome, failure included (a second `helm install berth`
+/// would only say the name is in use).
+static BERTH: OnceLock<Result<Berth, String>> = OnceLock::new();
+
+fn installed(plane: &'static ControlPlane, binary: PathBuf) -> &'static Berth {
+    let outcome = BERTH.get_or_init(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| install(plane, binary))).map_err(super::panic_text)
+    });
+    outcome.as_ref().unwrap_or_else(|e| panic!("berth was not installed: {e}"))
+}
 
 impl Berth {
     /// berth installed once per test process, with Helm 3 and the chart's
     /// defaults; shared, so that no test changes it meanwhile.
     pub fn shared() -> (&'static ControlPlane, RwLockReadGuard<'static, ()>) {
         let plane = ControlPlane::shared();
-        let berth = BERTH.get_or_init(|| install(plane, crate::server::binary()));
+        let berth = installed(plane, crate::server::binary());
         (plane, berth.lock.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// berth alone: no other control-plane test runs meanwhile.
     pub fn exclusive() -> (&'static ControlPlane, RwLockWriteGuard<'static, ()>) {
         let plane = ControlPlane::shared();
-        let berth = BERTH.get_or_init(|| install(plane, crate::server::binary()));
+        let berth = installed(plane, crate::server::binary());
         (plane, berth.lock.write().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// berth installed with this binary standing for its image (the
     /// control-plane binary, by hand).
     pub fn install(plane: &'static ControlPlane, binary: PathBuf) -> &'static Berth {
-        BERTH.get_or_init(|| install(plane, binary))
+        installed(plane, binary)
     }
 
     pub fn get() -> &'static Berth {
-        BERTH.get().expect("berth is installed")
+        BERTH.get().and_then(|b| b.as_ref().ok()).expect("berth is installed")
     }
 
     /// `helm install`'s (and `helm upgrade`'s) arguments for the serving

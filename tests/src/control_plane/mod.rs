@@ -72,7 +72,18 @@ pub struct ControlPlane {
     _tmp: tempfile::TempDir,
 }
 
-static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+/// The start's outcome, failure included: a test after a failed start
+/// fails with its reason, instead of starting again over its leftovers.
+static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// What a panic said, as text.
+pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
 
 fn free_port(host: Ipv4Addr) -> u16 {
     let listener = TcpListener::bind(SocketAddr::from((host, 0))).expect("a free port");
@@ -82,7 +93,10 @@ fn free_port(host: Ipv4Addr) -> u16 {
 impl ControlPlane {
     /// The control plane of this test process, started on first use.
     pub fn shared() -> &'static ControlPlane {
-        SHARED.get_or_init(|| ControlPlane::start().unwrap_or_else(|e| panic!("the control plane did not start: {e}")))
+        let started = SHARED.get_or_init(|| {
+            std::panic::catch_unwind(ControlPlane::start).unwrap_or_else(|payload| Err(panic_text(payload)))
+        });
+        started.as_ref().unwrap_or_else(|e| panic!("the control plane did not start: {e}"))
     }
 
     fn start() -> Result<ControlPlane, String> {

@@ -387,9 +387,11 @@ pub fn parse_byte_size(text: &str) -> Option<u64> {
         "Ki" => 1 << 10,
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
         "K" | "k" => 1_000,
         "M" => 1_000_000,
         "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
         _ => return None,
     };
     number.checked_mul(scale)
@@ -555,6 +557,7 @@ mod tests {
         assert_eq!(policy.memory_limit, 16 << 20);
         assert_eq!(policy.failure_policy, FailurePolicy::Fail);
         assert_eq!(parse_byte_size("3Gi"), Some(3 << 30));
+        assert_eq!(parse_byte_size("1Ti"), Some(1 << 40));
         assert_eq!(parse_byte_size("3Qi"), None);
     }
 
