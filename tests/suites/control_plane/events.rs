@@ -9,6 +9,8 @@ use serde_json::Value;
 use std::time::Duration;
 
 const REFUSED_IMAGE: &str = "quay.io/evil/pulsar:1";
+/// berth's replicas (the chart's default): each aggregates on its own.
+const REPLICAS: usize = 2;
 
 /// Pulsar's workloads, from a registry the policy refuses.
 fn refused_chart() -> String {
@@ -54,14 +56,16 @@ fn a_refused_install_says_why_in_kubectl_get_events_and_describe() {
     std::fs::write(chart.path().join("templates/workloads.yaml"), refused_chart()).expect("template");
     plane.helm_ok(Helm::V3, &["install", "refused", &chart.path().display().to_string(), "-n", ns]);
 
-    // The controllers try, berth refuses, and its Events reach the API
-    // after the answers (written off the hot path).
+    // The controllers try again and again, berth refuses each time, and
+    // its Events reach the API after the answers (written off the hot
+    // path): each controller's retries are counted in one Event per
+    // replica, its count patched at most every 10 s.
     let mut events = Vec::new();
-    let found = plane.wait_for("berth's Events on the StatefulSet and the Job", Duration::from_secs(90), || {
+    let found = plane.wait_for("berth's Events on the StatefulSet and the Job, with counts", Duration::from_secs(90), || {
         let listed: Value = serde_json::from_str(&plane.kubectl_ok(&["get", "events", "-n", ns, "-o", "json"])).expect("JSON");
         events = listed["items"].as_array().cloned().unwrap_or_default();
         ["StatefulSet", "Job"].iter().all(|kind| {
-            events.iter().any(|e| e["involvedObject"]["kind"] == *kind && e["reason"] == "PolicyDenied")
+            events.iter().any(|e| e["involvedObject"]["kind"] == *kind && e["reason"] == "PolicyDenied" && e["series"]["count"].as_i64() > Some(1))
         })
     });
     let table = plane.kubectl_ok(&["get", "events", "-n", ns]);
@@ -79,11 +83,17 @@ fn a_refused_install_says_why_in_kubectl_get_events_and_describe() {
         assert_eq!(event["type"], "Warning", "{event}");
         assert_eq!(event["reportingComponent"], "berth.dev/admission", "{event}");
         assert!(event["message"].as_str().is_some_and(|m| m.contains(REFUSED_IMAGE)), "the note is berth's message: {event}");
+        let berths = events.iter().filter(|e| e["involvedObject"]["name"] == name && e["reason"] == "PolicyDenied").count();
+        assert!(berths <= REPLICAS, "{berths} Events on {kind} {name}: the retries were not aggregated");
     }
     assert!(table.contains("PolicyDenied") && table.contains(REFUSED_IMAGE), "{table}");
     for (what, text) in [("statefulset", &describe_sts), ("job", &describe_job)] {
         let section = text.split("Events:").nth(1).unwrap_or_default();
         assert!(section.contains("PolicyDenied") && section.contains(REFUSED_IMAGE), "kubectl describe {what} shows no reason:\n{text}");
+        assert!(
+            section.lines().any(|line| line.contains("PolicyDenied") && line.contains("(x")),
+            "kubectl describe {what} shows no count of the refusals:\n{text}"
+        );
     }
 }
 

@@ -93,7 +93,12 @@ impl Denial {
     /// else regards the object. `cluster` is read from memory only.
     pub fn new(request: &AdmissionRequest, message: &str, cluster: Option<&Cluster>) -> Self {
         let meta = request.subject().map(|object| object.meta());
-        let namespace = request.namespace.clone().unwrap_or_default();
+        // A Namespace's review names the namespace itself, which a refused
+        // one never becomes: it is cluster-scoped.
+        let namespace = match (request.kind.group.as_str(), request.kind.kind.as_str()) {
+            ("", "Namespace") => String::new(),
+            _ => request.namespace.clone().unwrap_or_default(),
+        };
         let name = request.name.clone().filter(|n| !n.is_empty()).or_else(|| meta.map(|m| m.name.clone()));
         let object = Regarding {
             api_version: api_version(&request.kind.group, &request.kind.version),
@@ -108,7 +113,9 @@ impl Denial {
             .flatten()
             .map(|owner| controller_of(owner, &namespace, cluster));
         let (regarding, related) = match owner {
-            Some(owner) => (owner, Some(object).filter(|o| !o.name.is_empty())),
+            // Refused at its creation, the object never exists: the uid
+            // the apiserver gave it before validation names nothing.
+            Some(owner) => (owner, Some(Regarding { uid: String::new(), ..object }).filter(|o| !o.name.is_empty())),
             None => (object, None),
         };
         Self { regarding, related, note: bounded_note(message), name_hint, at: SystemTime::now() }
@@ -313,7 +320,10 @@ mod tests {
 
     #[test]
     fn a_refused_pod_of_a_statefulset_regards_the_statefulset() {
-        let denial = Denial::new(&request("CREATE", pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")))), "no", None);
+        let mut object = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
+        // As validating webhooks see a creation: with the uid it never keeps.
+        object["metadata"]["uid"] = json!("attempt-uid");
+        let denial = Denial::new(&request("CREATE", object), "no", None);
         let expected = Regarding {
             api_version: "apps/v1".into(),
             kind: "StatefulSet".into(),
@@ -369,7 +379,8 @@ mod tests {
     #[test]
     fn a_cluster_scoped_objects_event_goes_in_default() {
         let mut request = request("CREATE", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
-        request.namespace = None;
+        // As the apiserver sends it: the namespace's own name.
+        request.namespace = Some("x".into());
         request.kind.kind = "Namespace".into();
         assert_eq!(Denial::new(&request, "no", None).regarding.event_namespace(), "default");
     }

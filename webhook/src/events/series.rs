@@ -1,6 +1,6 @@
 //! Denials aggregated into Events, as Kubernetes' own event recorder does
-//! (client-go `tools/events`): identical denials (the same object, related
-//! object and message) make one Event, created once and then patched with
+//! (client-go `tools/events`): identical denials (the same object and
+//! message) make one Event, created once and then patched with
 //! a `series` (count, lastObservedTime). What goes to the API is bounded
 //! twice: each Event is written at most once per [`Limits::interval`]
 //! after its creation (the denials between are one patch), and all writes
@@ -10,7 +10,10 @@
 //! client-go keys on regarding, related, reason and action, not on the
 //! note; here the note is part of the key, because the API refuses to
 //! change an Event's note, and a second reason for the same object must
-//! not disappear into the first one's count.
+//! not disappear into the first one's count. `related` is not: a
+//! controller retrying a refused pod sends a new object each time (a new
+//! uid, and a new name from a generateName), and those retries are the
+//! count `kubectl describe` should show. The Event relates to the first.
 
 use super::Denial;
 use super::Regarding;
@@ -63,7 +66,6 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub regarding: Regarding,
-    pub related: Option<Regarding>,
     pub note: String,
 }
 
@@ -71,6 +73,8 @@ pub struct Key {
 struct Entry {
     /// The Event's name, chosen at its first denial.
     name: String,
+    /// The first denial's object, when the Event regards its owner.
+    related: Option<Regarding>,
     /// The first denial: the Event's `eventTime`.
     first: SystemTime,
     last_observed: SystemTime,
@@ -90,6 +94,7 @@ struct Entry {
 pub struct Write {
     pub key: Key,
     pub name: String,
+    pub related: Option<Regarding>,
     /// Create the Event (with its series if it has one by now), or patch
     /// its series.
     pub create: bool,
@@ -167,7 +172,7 @@ impl Aggregator {
     /// Count `denial` in its Event, making one if it is the first.
     pub fn observe(&mut self, denial: Denial, now: Instant) -> Observed {
         let Denial { regarding, related, note, name_hint, at } = denial;
-        let key = Key { regarding, related, note };
+        let key = Key { regarding, note };
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.count = entry.count.saturating_add(1);
             entry.last_observed = at.max(entry.last_observed);
@@ -184,6 +189,7 @@ impl Aggregator {
         let name = self.name(&key.regarding, &name_hint, at);
         let entry = Entry {
             name,
+            related,
             first: at,
             last_observed: at,
             count: 1,
@@ -248,6 +254,7 @@ impl Aggregator {
         Next::Write(Write {
             key: key.clone(),
             name: entry.name.clone(),
+            related: entry.related.clone(),
             create: entry.written == 0,
             event_time: entry.first,
             count: entry.count,
@@ -383,6 +390,26 @@ mod tests {
         series.settle(&patch, Outcome::Stored, t0 + Limits::default().interval);
         assert_eq!(series.pending(), 0);
         assert!(matches!(series.next(t0 + Duration::from_secs(60), false), Next::Idle));
+    }
+
+    #[test]
+    fn a_controllers_retries_of_a_refused_pod_count_in_the_first_ones_event() {
+        // The real apiserver gives each retry a new uid (and a Job's pod a
+        // new name) before the validating webhooks see it.
+        let t0 = Instant::now();
+        let mut series = Aggregator::new(Limits::default(), t0);
+        let attempt = |pod: &str| Denial {
+            related: Some(Regarding { kind: "Pod".into(), name: pod.into(), ..Regarding::default() }),
+            ..denial("initialize", "no", 0)
+        };
+        assert_eq!(series.observe(attempt("initialize-mxgkj"), t0), Observed::New);
+        let create = write(series.next(t0, false));
+        series.settle(&create, Outcome::Stored, t0);
+        assert_eq!(series.observe(attempt("initialize-frtfv"), t0), Observed::Resumed);
+        assert_eq!(series.observe(attempt("initialize-5fvlj"), t0), Observed::Counted);
+        let patch = write(series.next(t0 + Limits::default().interval, false));
+        assert_eq!((patch.name.as_str(), patch.count), (create.name.as_str(), 3));
+        assert_eq!(patch.related.map(|r| r.name), Some("initialize-mxgkj".to_owned()));
     }
 
     #[test]

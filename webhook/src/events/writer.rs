@@ -121,7 +121,7 @@ fn event(write: &Write, reporter: &Reporter) -> Event {
         note: Some(write.key.note.clone()).filter(|n| !n.is_empty()),
         type_: Some("Warning".to_owned()),
         regarding: Some(reference(&write.key.regarding)),
-        related: write.key.related.as_ref().map(reference),
+        related: write.related.as_ref().map(reference),
         ..Event::default()
     }
 }
@@ -239,16 +239,16 @@ mod tests {
                     name: "bookie".into(),
                     uid: "u-1".into(),
                 },
-                related: Some(Regarding {
-                    api_version: "v1".into(),
-                    kind: "Pod".into(),
-                    namespace: "pulsar".into(),
-                    name: "bookie-0".into(),
-                    uid: String::new(),
-                }),
                 note: "image docker.io/x is not allowed".into(),
             },
             name: "bookie.1234abcd".into(),
+            related: Some(Regarding {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: "pulsar".into(),
+                name: "bookie-0".into(),
+                uid: String::new(),
+            }),
             create: true,
             event_time: at,
             count: 3,
