@@ -149,11 +149,7 @@ impl Kubelet {
             let next = u8::try_from(state.slots.len()).expect("fewer than 240 host pods");
             let slot = *state.slots.entry(name).or_insert(next);
             let kubelet = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = kubelet.start_host(host, slot, pod).await {
-                    eprintln!("kubelet: host pod: {e}");
-                }
-            });
+            tokio::spawn(async move { kubelet.start_host_retrying(host, slot, pod, uid).await });
             return;
         }
         state.next_ip += 1;
@@ -187,6 +183,23 @@ impl Kubelet {
         }
     }
 
+    /// A kubelet retries a pod whose start failed (its ConfigMap not
+    /// there yet, a token refused) until the pod is deleted.
+    async fn start_host_retrying(&self, host: HostWorkload, slot: u8, pod: Pod, uid: String) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        for attempt in 1.. {
+            if self.state.lock().expect("kubelet").deleting.contains(&uid) {
+                return;
+            }
+            match self.start_host(host.clone(), slot, pod.clone()).await {
+                Ok(()) => return,
+                Err(e) if attempt < 10 => eprintln!("kubelet: host pod {name}, attempt {attempt}: {e}"),
+                Err(e) => return eprintln!("kubelet: host pod {name} not started: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     async fn start_host(&self, host: HostWorkload, slot: u8, pod: Pod) -> Result<(), String> {
         let plane = host.plane;
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -210,10 +223,26 @@ impl Kubelet {
                 Ok((source, m.mount_path.clone(), m.read_only.unwrap_or(false)))
             })
             .collect::<Result<_, String>>()?;
+        for (_, target, _) in &mounts {
+            plane.note_created_dirs(Path::new(target))?;
+        }
         let command = host_command(&host.binary, &netns, &container, &mounts, plane, &dir);
         let proc = Arc::new(Mutex::new(plane.group().spawn(&format!("pod-{name}"), command)));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        self.state.lock().expect("kubelet").running.insert(uid, HostPod { proc: proc.clone(), stop });
+        let deleted = {
+            let mut state = self.state.lock().expect("kubelet");
+            let deleted = state.deleting.contains(&uid);
+            if !deleted {
+                state.running.insert(uid, HostPod { proc: proc.clone(), stop });
+            }
+            deleted
+        };
+        // Deleted while it was starting: `observe` found nothing to stop,
+        // and the pod's next incarnation will want its slot.
+        if deleted {
+            let _ = tokio::task::spawn_blocking(move || proc.lock().expect("proc").stop(Duration::from_secs(1))).await;
+            return Ok(());
+        }
 
         let refresher = (self.client.clone(), pod.clone(), volumes, plane);
         tokio::spawn(refresh_volumes(refresher, stopped.clone()));

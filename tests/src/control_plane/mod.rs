@@ -99,6 +99,21 @@ impl ControlPlane {
         started.as_ref().unwrap_or_else(|e| panic!("the control plane did not start: {e}"))
     }
 
+    /// Record the directories that making `target` will create, so that
+    /// they go when the control plane does (a host pod's mount points:
+    /// `/etc/berth` is no directory of this machine's).
+    pub(crate) fn note_created_dirs(&self, target: &Path) -> Result<(), String> {
+        let mut missing: Vec<&Path> = target.ancestors().take_while(|dir| !dir.exists()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.reverse();
+        let lines: String = missing.iter().map(|dir| format!("{}\n", dir.display())).collect();
+        let list = self.dir.join(process::CREATED_DIRS);
+        let mut file = std::fs::File::options().create(true).append(true).open(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+        std::io::Write::write_all(&mut file, lines.as_bytes()).map_err(|e| format!("{}: {e}", list.display()))
+    }
+
     fn start() -> Result<ControlPlane, String> {
         let started = Instant::now();
         let tmp = tempfile::Builder::new().prefix("berth-control-plane-").tempdir().map_err(|e| e.to_string())?;

@@ -1,9 +1,12 @@
-//! The control plane's processes, in one process group led by a watchdog.
+//! The control plane's processes, in one process group, and a watchdog
+//! outside it.
 //!
 //! The shared control plane lives in a static, which is never dropped, and
 //! a test may panic or `cargo test` be killed: the watchdog polls the test
-//! process and, once it is gone, removes the test's network and kills the
-//! whole group. Nothing is left behind whichever way the run ends.
+//! process and, once it is gone, removes the test's network, kills the
+//! whole group, and then removes the group's files. Being in a group of its
+//! own, it outlives the kill (and a Ctrl-C sent to the test's group).
+//! Nothing is left behind whichever way the run ends.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,37 +15,48 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt as _;
 
+/// In the removed directory: directories made outside it (mount points of
+/// host pods), a line each, parents first; removed if still empty.
+pub const CREATED_DIRS: &str = "created-dirs";
+
 /// The bridge's range and loopback: what no proxy may carry.
 pub const NO_PROXY: &str = "10.251.0.0/16,127.0.0.1,localhost";
 
-/// A process group whose leader kills it when this test process is gone.
+/// A process group that a watchdog kills when this test process is gone.
 pub struct Group {
     pgid: i32,
     logs: PathBuf,
+    _leader: Child,
     _watchdog: Child,
 }
 
 impl Group {
     /// `cleanup` is a shell snippet the watchdog runs before the kill (it
     /// removes what cannot die with a process: network namespaces, links).
-    /// `remove` is removed once the group is dead, by a process outside it.
+    /// `remove` is removed once the group is dead, after the empty
+    /// directories listed in its [`CREATED_DIRS`] file.
     pub fn new(logs: &Path, cleanup: &str, remove: &Path) -> Group {
-        let after = format!("setsid sh -c \"sleep 2; rm -rf '{}'\" </dev/null >/dev/null 2>&1 &", remove.display());
+        let quiet = |command: &mut Command| {
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        };
+        // The group's leader does nothing but keep the group's id alive.
+        let mut leader = Command::new("sleep");
+        leader.arg("infinity");
+        quiet(&mut leader);
+        let leader = leader.spawn().expect("sleep leads the control plane's process group");
+        let pgid = i32::try_from(leader.id()).expect("a pid fits i32");
+        let remove = remove.display();
         let script = format!(
-            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done\n{cleanup}\n{after}\nkill -KILL 0\n",
+            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done\n{cleanup}\nkill -KILL -- -{pgid}\nsleep 1\n\
+             tac '{remove}/{CREATED_DIRS}' 2>/dev/null | while read -r d; do rmdir \"$d\" 2>/dev/null; done\n\
+             rm -rf '{remove}'\n",
             parent = std::process::id(),
         );
-        let watchdog = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("bash starts the control plane's watchdog");
-        let pgid = i32::try_from(watchdog.id()).expect("a pid fits i32");
-        Group { pgid, logs: logs.to_path_buf(), _watchdog: watchdog }
+        let mut watchdog = Command::new("bash");
+        watchdog.arg("-c").arg(script);
+        quiet(&mut watchdog);
+        let watchdog = watchdog.spawn().expect("bash starts the control plane's watchdog");
+        Group { pgid, logs: logs.to_path_buf(), _leader: leader, _watchdog: watchdog }
     }
 
     /// Starts `command` in the group, its output in `<logs>/<name>.log`.
