@@ -37,8 +37,9 @@ pub struct Limits {
     /// without another (client-go: 6 minutes); the next one starts a new
     /// Event.
     pub idle: Duration,
-    /// Denials not written after this long (the API down or refusing) are
-    /// dropped, with their Event if it was never created.
+    /// Denials not written after this long, while the API is failing, are
+    /// dropped, with their Event if it was never created. The bucket alone
+    /// holding them back drops nothing: `max_events` bounds the memory.
     pub give_up: Duration,
 }
 
@@ -292,13 +293,16 @@ impl Aggregator {
         }
     }
 
-    /// Forget Events idle past [`Limits::idle`], and drop denials waiting
-    /// past [`Limits::give_up`]. Returns the denials dropped.
+    /// Forget Events idle past [`Limits::idle`], and, while the API is
+    /// failing, drop denials waiting past [`Limits::give_up`]. Returns the
+    /// denials dropped.
     pub fn expire(&mut self, now: Instant) -> u64 {
         if now.duration_since(self.expired_at) < EXPIRY_EVERY {
             return 0;
         }
         self.expired_at = now;
+        // The backoff grows at each failure and is reset by a success.
+        let failing = self.backoff > FIRST_BACKOFF;
         let Limits { idle, give_up, .. } = self.limits;
         let mut dropped = 0_u64;
         self.entries.retain(|_, entry| {
@@ -307,7 +311,7 @@ impl Aggregator {
             }
             match entry.pending_since {
                 None => now.duration_since(entry.last_seen) < idle,
-                Some(since) if now.duration_since(since) < give_up => true,
+                Some(since) if !failing || now.duration_since(since) < give_up => true,
                 Some(_) => {
                     dropped += u64::from(entry.count - entry.written);
                     false
@@ -499,6 +503,25 @@ mod tests {
         assert_eq!(series.expire(t0 + limits.give_up + Duration::from_secs(1)), u64::from(stuck.count));
         assert_eq!(series.pending(), 0);
         assert!(matches!(series.next(t0 + limits.give_up + Duration::from_secs(2), false), Next::Idle));
+    }
+
+    #[test]
+    fn events_the_bucket_holds_back_from_a_working_api_are_not_given_up() {
+        // 4,096 new Events at 5 writes a second take longer than give_up.
+        let t0 = Instant::now();
+        let limits = Limits { burst: 1.0, per_second: 0.001, ..Limits::default() };
+        let mut series = Aggregator::new(limits, t0);
+        series.observe(denial("a", "no", 0), t0);
+        series.observe(denial("b", "no", 0), t0);
+        let first = write(series.next(t0, false));
+        series.settle(&first, Outcome::Stored, t0);
+        let late = t0 + limits.give_up * 2;
+        assert_eq!(series.expire(late), 0, "the API works: the second Event waits its turn");
+        assert_eq!(series.pending(), 1);
+        // Once the API fails, what waited too long goes.
+        let second = write(series.next(late, false));
+        series.settle(&second, Outcome::Retry, late);
+        assert_eq!(series.expire(late + Duration::from_secs(2)), 1);
     }
 
     #[test]
