@@ -37,8 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// `reportingController`: a qualified name, as the API requires.
 pub const REPORTING_CONTROLLER: &str = "berth.dev/admission";
-/// `reason` of every denial's Event.
-pub const REASON: &str = "PolicyDenied";
+/// `reason` of a denial's Event: a policy said no (a 4xx answer) ...
+pub const REASON_DENIED: &str = "PolicyDenied";
+/// ... or a policy, or berth, failed and the failure policy refused (5xx).
+pub const REASON_FAILED: &str = "PolicyError";
 /// `action`: what failed regarding the object.
 pub const ACTION: &str = "Admit";
 /// The API refuses a note longer than this many bytes.
@@ -77,6 +79,8 @@ pub struct Denial {
     pub regarding: Regarding,
     /// The denied object itself, when the Event regards its owner.
     pub related: Option<Regarding>,
+    /// [`REASON_DENIED`] or [`REASON_FAILED`].
+    pub reason: &'static str,
     /// berth's message, cut to [`NOTE_LIMIT`].
     pub note: String,
     /// For the Event's name when `regarding` has no name.
@@ -91,7 +95,7 @@ impl Denial {
     /// a Deployment's pod: the Deployment when memory holds its ReplicaSet,
     /// else the ReplicaSet), where `kubectl describe` finds it. Anything
     /// else regards the object. `cluster` is read from memory only.
-    pub fn new(request: &AdmissionRequest, message: &str, cluster: Option<&Cluster>) -> Self {
+    pub fn new(request: &AdmissionRequest, code: u16, message: &str, cluster: Option<&Cluster>) -> Self {
         let meta = request.subject().map(|object| object.meta());
         // A Namespace's review names the namespace itself, which a refused
         // one never becomes: it is cluster-scoped.
@@ -105,7 +109,13 @@ impl Denial {
             kind: request.kind.kind.clone(),
             namespace: namespace.clone(),
             name: name.unwrap_or_default(),
-            uid: meta.map(|m| m.uid.clone()).unwrap_or_default(),
+            // A refused creation never exists: the uid the apiserver gave
+            // this attempt before validation names nothing, and the next
+            // attempt's differs.
+            uid: match request.operation {
+                Operation::Create => String::new(),
+                _ => meta.map(|m| m.uid.clone()).unwrap_or_default(),
+            },
         };
         let name_hint = meta.map(|m| m.generate_name.trim_end_matches(['-', '.']).to_owned()).unwrap_or_default();
         let owner = (request.operation == Operation::Create)
@@ -113,12 +123,11 @@ impl Denial {
             .flatten()
             .map(|owner| controller_of(owner, &namespace, cluster));
         let (regarding, related) = match owner {
-            // Refused at its creation, the object never exists: the uid
-            // the apiserver gave it before validation names nothing.
-            Some(owner) => (owner, Some(Regarding { uid: String::new(), ..object }).filter(|o| !o.name.is_empty())),
+            Some(owner) => (owner, Some(object).filter(|o| !o.name.is_empty())),
             None => (object, None),
         };
-        Self { regarding, related, note: bounded_note(message), name_hint, at: SystemTime::now() }
+        let reason = if code >= 500 { REASON_FAILED } else { REASON_DENIED };
+        Self { regarding, related, reason, note: bounded_note(message), name_hint, at: SystemTime::now() }
     }
 
 }
@@ -275,8 +284,8 @@ impl Events {
         if response.allowed || request.is_dry_run() {
             return;
         }
-        let message = response.status.as_ref().map_or("", |status| status.message.as_str());
-        if queue.try_send(Denial::new(request, message, cluster)).is_err() {
+        let (code, message) = response.status.as_ref().map_or((403, ""), |status| (status.code, status.message.as_str()));
+        if queue.try_send(Denial::new(request, code, message, cluster)).is_err() {
             self.stats.dropped("queue_full", 1);
         }
     }
@@ -323,7 +332,7 @@ mod tests {
         let mut object = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
         // As validating webhooks see a creation: with the uid it never keeps.
         object["metadata"]["uid"] = json!("attempt-uid");
-        let denial = Denial::new(&request("CREATE", object), "no", None);
+        let denial = Denial::new(&request("CREATE", object), 403, "no", None);
         let expected = Regarding {
             api_version: "apps/v1".into(),
             kind: "StatefulSet".into(),
@@ -341,7 +350,7 @@ mod tests {
     fn a_jobs_pod_with_only_a_generate_name_regards_the_job_and_relates_to_nothing() {
         let mut object = pod("", Some(("batch/v1", "Job", "init")));
         object["metadata"]["generateName"] = json!("init-");
-        let denial = Denial::new(&request("CREATE", object), "no", None);
+        let denial = Denial::new(&request("CREATE", object), 403, "no", None);
         assert_eq!((denial.regarding.kind.as_str(), denial.regarding.name.as_str()), ("Job", "init"));
         assert!(denial.related.is_none());
     }
@@ -349,7 +358,7 @@ mod tests {
     #[test]
     fn a_deployments_pod_regards_the_deployment_only_when_memory_knows_it() {
         let object = pod("", Some(("apps/v1", "ReplicaSet", "web-5d4f")));
-        let alone = Denial::new(&request("CREATE", object.clone()), "no", None);
+        let alone = Denial::new(&request("CREATE", object.clone()), 403, "no", None);
         assert_eq!((alone.regarding.kind.as_str(), alone.regarding.name.as_str()), ("ReplicaSet", "web-5d4f"));
         let cluster = Cluster::fixed_objects(vec![json!({
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -357,7 +366,7 @@ mod tests {
                 {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "web-uid", "controller": true},
             ]},
         })]);
-        let known = Denial::new(&request("CREATE", object), "no", Some(&cluster));
+        let known = Denial::new(&request("CREATE", object), 403, "no", Some(&cluster));
         let regarding = &known.regarding;
         assert_eq!(
             (regarding.api_version.as_str(), regarding.kind.as_str(), regarding.name.as_str(), regarding.uid.as_str()),
@@ -369,11 +378,21 @@ mod tests {
     fn an_object_that_exists_or_has_no_owner_regards_itself() {
         let mut stored = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
         stored["metadata"]["uid"] = json!("pod-uid");
-        let update = Denial::new(&request("UPDATE", stored), "no", None);
+        let update = Denial::new(&request("UPDATE", stored), 403, "no", None);
         assert_eq!((update.regarding.kind.as_str(), update.regarding.uid.as_str()), ("Pod", "pod-uid"));
         assert!(update.related.is_none());
-        let bare = Denial::new(&request("CREATE", pod("debug", None)), "no", None);
+        let mut attempt = pod("debug", None);
+        attempt["metadata"]["uid"] = json!("attempt-uid");
+        let bare = Denial::new(&request("CREATE", attempt), 403, "no", None);
         assert_eq!((bare.regarding.name.as_str(), bare.regarding.namespace.as_str()), ("debug", "pulsar"));
+        assert_eq!(bare.regarding.uid, "", "a refused creation's uid names nothing");
+    }
+
+    #[test]
+    fn a_failure_refusing_the_object_is_a_policy_error() {
+        let object = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
+        assert_eq!(Denial::new(&request("CREATE", object.clone()), 403, "no", None).reason, REASON_DENIED);
+        assert_eq!(Denial::new(&request("CREATE", object), 500, "policy p failed (timeout)", None).reason, REASON_FAILED);
     }
 
     #[test]
@@ -382,7 +401,7 @@ mod tests {
         // As the apiserver sends it: the namespace's own name.
         request.namespace = Some("x".into());
         request.kind.kind = "Namespace".into();
-        assert_eq!(Denial::new(&request, "no", None).regarding.event_namespace(), "default");
+        assert_eq!(Denial::new(&request, 403, "no", None).regarding.event_namespace(), "default");
     }
 
     #[test]

@@ -37,9 +37,11 @@ pub struct Limits {
     /// without another (client-go: 6 minutes); the next one starts a new
     /// Event.
     pub idle: Duration,
-    /// Denials not written after this long, while the API is failing, are
-    /// dropped, with their Event if it was never created. The bucket alone
-    /// holding them back drops nothing: `max_events` bounds the memory.
+    /// Denials not written after this long of the API failing (counted from
+    /// the failure, or from the denial if it came later) are dropped, with
+    /// their Event if it was never created; a created one keeps its name
+    /// and the count the API has. The bucket alone holding denials back
+    /// drops nothing: `max_events` bounds the memory.
     pub give_up: Duration,
 }
 
@@ -67,6 +69,7 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub regarding: Regarding,
+    pub reason: &'static str,
     pub note: String,
 }
 
@@ -150,6 +153,9 @@ pub struct Aggregator {
     refilled: Instant,
     paused_until: Option<Instant>,
     backoff: Duration,
+    /// Since the first of the failed writes in a row; none once the API
+    /// answers.
+    failing_since: Option<Instant>,
     expired_at: Instant,
     /// The last name stamp given, so that two Events of one object made in
     /// the same nanosecond get different names.
@@ -165,6 +171,7 @@ impl Aggregator {
             refilled: now,
             paused_until: None,
             backoff: FIRST_BACKOFF,
+            failing_since: None,
             expired_at: now,
             stamp: 0,
         }
@@ -172,8 +179,8 @@ impl Aggregator {
 
     /// Count `denial` in its Event, making one if it is the first.
     pub fn observe(&mut self, denial: Denial, now: Instant) -> Observed {
-        let Denial { regarding, related, note, name_hint, at } = denial;
-        let key = Key { regarding, note };
+        let Denial { regarding, related, reason, note, name_hint, at } = denial;
+        let key = Key { regarding, reason, note };
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.count = entry.count.saturating_add(1);
             entry.last_observed = at.max(entry.last_observed);
@@ -266,6 +273,11 @@ impl Aggregator {
     /// Record how `write` ended. Returns the denials dropped with it (a
     /// refusal drops the Event).
     pub fn settle(&mut self, write: &Write, outcome: Outcome, now: Instant) -> u64 {
+        // Any answer, even a refusal, means the API is there.
+        self.failing_since = match outcome {
+            Outcome::Retry => Some(self.failing_since.unwrap_or(now)),
+            _ => None,
+        };
         let Some(entry) = self.entries.get_mut(&write.key) else { return 0 };
         entry.in_flight = false;
         match outcome {
@@ -293,17 +305,17 @@ impl Aggregator {
         }
     }
 
-    /// Forget Events idle past [`Limits::idle`], and, while the API is
-    /// failing, drop denials waiting past [`Limits::give_up`]. Returns the
-    /// denials dropped.
+    /// Forget Events idle past [`Limits::idle`], and drop denials that the
+    /// failing API has kept from being written for [`Limits::give_up`].
+    /// Returns the denials dropped.
     pub fn expire(&mut self, now: Instant) -> u64 {
         if now.duration_since(self.expired_at) < EXPIRY_EVERY {
             return 0;
         }
         self.expired_at = now;
-        // The backoff grows at each failure and is reset by a success.
-        let failing = self.backoff > FIRST_BACKOFF;
+        let failing_since = self.failing_since;
         let Limits { idle, give_up, .. } = self.limits;
+        let given_up = |since: Instant| failing_since.is_some_and(|failing| now.duration_since(since.max(failing)) >= give_up);
         let mut dropped = 0_u64;
         self.entries.retain(|_, entry| {
             if entry.in_flight {
@@ -311,10 +323,14 @@ impl Aggregator {
             }
             match entry.pending_since {
                 None => now.duration_since(entry.last_seen) < idle,
-                Some(since) if !failing || now.duration_since(since) < give_up => true,
+                Some(since) if !given_up(since) => true,
                 Some(_) => {
                     dropped += u64::from(entry.count - entry.written);
-                    false
+                    // A created Event stays, so that the next denial
+                    // counts in it rather than making a second one.
+                    entry.count = entry.written;
+                    entry.pending_since = None;
+                    entry.written > 0
                 }
             }
         });
@@ -355,6 +371,7 @@ mod tests {
                 uid: format!("{name}-uid"),
             },
             related: None,
+            reason: super::super::REASON_DENIED,
             note: note.into(),
             name_hint: String::new(),
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + at_secs),
@@ -506,7 +523,7 @@ mod tests {
     }
 
     #[test]
-    fn events_the_bucket_holds_back_from_a_working_api_are_not_given_up() {
+    fn only_a_long_failure_of_the_api_gives_up_on_what_waits() {
         // 4,096 new Events at 5 writes a second take longer than give_up.
         let t0 = Instant::now();
         let limits = Limits { burst: 1.0, per_second: 0.001, ..Limits::default() };
@@ -518,10 +535,30 @@ mod tests {
         let late = t0 + limits.give_up * 2;
         assert_eq!(series.expire(late), 0, "the API works: the second Event waits its turn");
         assert_eq!(series.pending(), 1);
-        // Once the API fails, what waited too long goes.
+        // One failure is not a long one, however long the denial waited.
         let second = write(series.next(late, false));
         series.settle(&second, Outcome::Retry, late);
-        assert_eq!(series.expire(late + Duration::from_secs(2)), 1);
+        assert_eq!(series.expire(late + Duration::from_secs(2)), 0);
+        assert_eq!(series.expire(late + limits.give_up - Duration::from_secs(1)), 0);
+        assert_eq!(series.expire(late + limits.give_up), 1, "give_up after the failure began");
+    }
+
+    #[test]
+    fn a_created_event_given_up_on_keeps_its_name_for_the_next_denial() {
+        let t0 = Instant::now();
+        let mut series = Aggregator::new(Limits::default(), t0);
+        series.observe(denial("bookie", "no", 0), t0);
+        let create = write(series.next(t0, false));
+        series.settle(&create, Outcome::Stored, t0);
+        series.observe(denial("bookie", "no", 0), t0);
+        let t1 = t0 + Limits::default().interval;
+        let patch = write(series.next(t1, false));
+        series.settle(&patch, Outcome::Retry, t1);
+        assert_eq!(series.expire(t1 + Limits::default().give_up), 1, "the count the API never got");
+        assert_eq!(series.observe(denial("bookie", "no", 0), t1 + Limits::default().give_up), Observed::Resumed);
+        let t2 = t1 + Limits::default().give_up + Duration::from_secs(60);
+        let again = write(series.next(t2, false));
+        assert!(!again.create && again.name == create.name && again.count == 2, "{again:?}");
     }
 
     #[test]

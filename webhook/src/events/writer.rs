@@ -6,7 +6,7 @@
 //! aggregator, which is bounded.
 
 use super::series::{Aggregator, Limits, Next, Observed, Outcome, Write};
-use super::{ACTION, Denial, EventStats, REASON, Regarding, Reporter, WriteLabels};
+use super::{ACTION, Denial, EventStats, Regarding, Reporter, WriteLabels};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -117,7 +117,7 @@ fn event(write: &Write, reporter: &Reporter) -> Event {
         reporting_controller: Some(reporter.controller.clone()),
         reporting_instance: Some(reporter.instance.clone()),
         action: Some(ACTION.to_owned()),
-        reason: Some(REASON.to_owned()),
+        reason: Some(write.key.reason.to_owned()),
         note: Some(write.key.note.clone()).filter(|n| !n.is_empty()),
         type_: Some("Warning".to_owned()),
         regarding: Some(reference(&write.key.regarding)),
@@ -239,6 +239,7 @@ mod tests {
                     name: "bookie".into(),
                     uid: "u-1".into(),
                 },
+                reason: crate::events::REASON_DENIED,
                 note: "image docker.io/x is not allowed".into(),
             },
             name: "bookie.1234abcd".into(),
