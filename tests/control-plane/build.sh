@@ -10,6 +10,8 @@ repo=$(cd "$here/../.." && pwd)
 dest=${1:-$repo/.ci/bin}
 mkdir -p "$dest"
 export GOMODCACHE="$repo/.ci/go/mod" GOCACHE="$repo/.ci/go/cache" GOFLAGS="-modcacherw -trimpath"
+# Go's telemetry counters and settings go under the user's config directory.
+export XDG_CONFIG_HOME="$repo/.ci/go/config"
 # Static binaries, as upstream builds them; and the machine's own Go.
 export CGO_ENABLED=0 GOTOOLCHAIN=local
 # The machine's Go when it is new enough for kube/go.mod's `go` line, else

@@ -8,6 +8,9 @@
 # Run by hand; the generated go.mod and go.sum are committed.
 set -euo pipefail
 cd "$(dirname "$0")"
+# The same caches as build.sh: nothing outside the checkout.
+repo=$(cd ../.. && pwd)
+export GOMODCACHE="$repo/.ci/go/mod" GOCACHE="$repo/.ci/go/cache" XDG_CONFIG_HOME="$repo/.ci/go/config" GOFLAGS=-modcacherw
 release=${1:?usage: pin.sh vX.Y.Z (a k8s.io/kubernetes release)}
 staging=v0.${release#v1.}
 gomod=$(go mod download -json "k8s.io/kubernetes@$release" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')

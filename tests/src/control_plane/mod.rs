@@ -125,8 +125,11 @@ impl ControlPlane {
         let pki = Pki::new(&dir, host).map_err(|e| format!("certificates: {e}"))?;
         let mut processes = Vec::new();
 
-        let etcd_client = format!("http://127.0.0.1:{}", free_port(Ipv4Addr::LOCALHOST));
-        let etcd_peer = format!("http://127.0.0.1:{}", free_port(Ipv4Addr::LOCALHOST));
+        // On the test's own address, as every listener here: the rest of
+        // the suite takes loopback ports in parallel, and one taken between
+        // `free_port` and etcd's bind would fail the whole run.
+        let etcd_client = format!("http://{host}:{}", free_port(host));
+        let etcd_peer = format!("http://{host}:{}", free_port(host));
         let mut etcd = Command::new(bin("etcd"));
         etcd.args([
             "--name=e2e",
