@@ -83,6 +83,73 @@ impl Berth {
     }
 }
 
+impl Berth {
+    /// `helm upgrade berth` with the chart's values (and these), returning
+    /// once every replica answers with the new configuration. A ConfigMap
+    /// change restarts no pod, and `--wait` returns at once: each replica
+    /// reloads on its own, a second or two apart. So this waits until each
+    /// pod that was there has a successful reload more on its `/metrics`
+    /// (a new pod started with the new configuration).
+    pub fn upgrade(&self, plane: &ControlPlane, values: &[&str]) {
+        let before = replica_reloads(plane);
+        let chart = repo().join("deploy/chart").display().to_string();
+        let tls = self.tls_args();
+        let mut args = vec!["upgrade", RELEASE, &chart, "-n", NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m"];
+        args.extend(tls.iter().map(String::as_str));
+        args.extend_from_slice(values);
+        plane.helm_ok(Helm::V3, &args);
+        plane.kubectl_ok(&["rollout", "status", "statefulset/berth", "-n", NAMESPACE, "--timeout=300s"]);
+        let mut now = Vec::new();
+        plane
+            .wait_for("every berth replica to reload", Duration::from_secs(60), || {
+                now = replica_reloads(plane);
+                !now.is_empty()
+                    && now.iter().all(|(uid, count)| {
+                        let was = before.iter().find(|(u, _)| u == uid).map(|(_, was)| *was);
+                        count.is_some_and(|count| was.is_none_or(|was| Some(count) > was))
+                    })
+            })
+            .unwrap_or_else(|e| {
+                let tail = |name: &str| {
+                    let log = plane.log_of(name);
+                    log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                };
+                panic!("{e}: reloads before {before:?}, now {now:?}\n--- berth-0 ---\n{}\n--- berth-1 ---\n{}", tail("pod-berth-0"), tail("pod-berth-1"))
+            });
+    }
+}
+
+/// Each running berth pod's uid and its count of successful reloads, from
+/// its `/metrics` at its pod IP (the chart's metrics port); none when it
+/// does not answer.
+fn replica_reloads(plane: &ControlPlane) -> Vec<(String, Option<u64>)> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(plane.client(), NAMESPACE);
+    let params = kube::api::ListParams::default().labels(&format!("{}={}", POD_LABEL.0, POD_LABEL.1));
+    let listed = plane.block_on(pods.list(&params)).map(|l| l.items).unwrap_or_default();
+    listed
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .map(|pod| {
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+            let metrics = std::process::Command::new("curl")
+                .args(["-sf", "--noproxy", "*", "-m", "2", &format!("http://{ip}:9090/metrics")])
+                .output()
+                .ok()
+                .filter(|out| out.status.success());
+            let ok = metrics.map(|out| {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                // No line yet: no reload since the start.
+                text.lines()
+                    .find_map(|line| line.strip_prefix("berth_config_reloads_total{result=\"ok\"} "))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            });
+            (pod.metadata.uid.clone().unwrap_or_default(), ok)
+        })
+        .collect()
+}
+
 fn install(plane: &'static ControlPlane, binary: PathBuf) -> Berth {
     let certs = plane.dir.join("berth-certs");
     let output = std::process::Command::new(&binary)

@@ -85,6 +85,25 @@ pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// Runs its closure if the test panics while it lives: what a failing test
+/// changed in the shared cluster (berth scaled down, a release installed)
+/// is put back for the tests after it, which would otherwise fail for the
+/// wrong reason.
+pub struct OnPanic<F: FnOnce()>(Option<F>);
+
+pub fn on_panic<F: FnOnce()>(undo: F) -> OnPanic<F> {
+    OnPanic(Some(undo))
+}
+
+impl<F: FnOnce()> Drop for OnPanic<F> {
+    fn drop(&mut self) {
+        if let Some(undo) = self.0.take().filter(|_| std::thread::panicking()) {
+            // A second panic while unwinding would abort the whole run.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(undo));
+        }
+    }
+}
+
 fn free_port(host: Ipv4Addr) -> u16 {
     let listener = TcpListener::bind(SocketAddr::from((host, 0))).expect("a free port");
     listener.local_addr().expect("bound").port()

@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use berth_e2e::control_plane::berth::{Berth, NAMESPACE as BERTH_NAMESPACE, OPT_IN};
-use berth_e2e::control_plane::ControlPlane;
+use berth_e2e::control_plane::{ControlPlane, on_panic};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
@@ -170,6 +170,7 @@ fn berth_down_refuses_pulsar_pods_but_not_its_own_namespace_or_kube_system() {
     let (plane, _berth) = Berth::exclusive();
     let ns = "contract-down";
     plane.namespace(ns, &[OPT_IN]);
+    let _up_again = on_panic(|| scale(plane, 2));
     scale(plane, 0);
     let refused = create(plane, ns, &pulsar_pod("refused", "apachepulsar/pulsar:2.7.4"), &[]);
     let own: Vec<(&str, Output)> = [BERTH_NAMESPACE, "kube-system"]
@@ -303,6 +304,10 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
     let (plane, _berth) = Berth::exclusive();
     let ns = "contract-restart";
     plane.namespace(ns, &[OPT_IN]);
+    let _up_again = on_panic(|| {
+        scale(plane, 2);
+        upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
+    });
     for (round, streaming) in [false, true].into_iter().enumerate() {
         if streaming {
             upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=true"]);
@@ -326,29 +331,30 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
     upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
 }
 
-/// `helm upgrade berth` with the chart's values (and these), waiting for
-/// berth's pods.
+/// `helm upgrade berth` with the chart's values (and these), returning
+/// once every replica has reloaded.
 fn upgrade_berth(plane: &ControlPlane, values: &[&str]) {
-    let chart = berth_e2e::control_plane::repo().join("deploy/chart").display().to_string();
-    let tls = Berth::get().tls_args();
-    let mut args = vec!["upgrade", "berth", &chart, "-n", BERTH_NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m"];
-    args.extend(tls.iter().map(String::as_str));
-    args.extend_from_slice(values);
-    plane.helm_ok(berth_e2e::control_plane::Helm::V3, &args);
-    plane.kubectl_ok(&["rollout", "status", "statefulset/berth", "-n", BERTH_NAMESPACE, "--timeout=300s"]);
+    Berth::get().upgrade(plane, values);
 }
 
 /// `helm upgrade berth` with another pull Secret, while pods are created
 /// without pause: none is refused, and once both replicas have reloaded
-/// the ConfigMap every new pod gets the new Secret. (The apiserver picks
-/// a replica per call, and each reloads on its own, a second or two
-/// apart: in that window a pod gets either Secret.)
+/// the ConfigMap (their `/metrics` say so) every new pod gets the new
+/// Secret. (The apiserver picks a replica per call, and each reloads on
+/// its own, a second or two apart: in that window a pod gets either
+/// Secret.)
 #[test]
 fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile() {
     let (plane, _berth) = Berth::exclusive();
     let ns = "contract-upgrade";
     plane.namespace(ns, &[OPT_IN]);
+    let _restore = on_panic(|| upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Dropped first: the creator stops before the policy is put back.
+    let _stop_creating = on_panic({
+        let stop = stop.clone();
+        move || stop.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
     let creator = {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -370,21 +376,14 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
             results
         })
     };
+    // Pods are being created before the upgrade starts.
+    std::thread::sleep(Duration::from_secs(2));
     upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret-v2"]);
-    let reloaded = plane.wait_for("a pod with the new Secret", Duration::from_secs(60), || {
-        let object = pulsar_pod("probe", "apachepulsar/pulsar:2.7.4");
-        let output = create(plane, ns, &object, &["--dry-run=server", "-o", "json"]);
-        serde_json::from_slice::<Value>(&output.stdout).is_ok_and(|p| p["spec"]["imagePullSecrets"][0]["name"] == "regsecret-v2")
-    });
-    // Both replicas have reloaded within two volume refreshes and two
-    // watch intervals of the first.
-    std::thread::sleep(Duration::from_secs(5));
     let both_reloaded = std::time::Instant::now();
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let results = creator.join().expect("the creator");
     upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]);
-    reloaded.expect("berth reloaded the upgraded policy");
     let failures: Vec<String> = results.iter().filter_map(|(_, r)| r.as_ref().err()).map(ToString::to_string).collect();
     assert!(failures.is_empty(), "{} of {} admissions failed during the upgrade: {failures:?}", failures.len(), results.len());
     let secrets = |after: bool| -> Vec<&Vec<String>> {
@@ -404,6 +403,10 @@ fn a_release_named_in_helm_releases_is_placed_whatever_its_labels() {
     let (plane, _berth) = Berth::exclusive();
     let ns = "streaming";
     plane.namespace(ns, &[OPT_IN]);
+    let _restore = on_panic(|| {
+        let _ = plane.helm(berth_e2e::control_plane::Helm::V3, &["uninstall", "confluent", "-n", ns]);
+        upgrade_berth(plane, &["--set-json", "policies.kafka.helmReleases=[]"]);
+    });
     upgrade_berth(plane, &["--set", "policies.kafka.helmReleases={streaming/confluent}"]);
     // berth reloads its ConfigMap in place: wait until it answers with it.
     let release = json!({"meta.helm.sh/release-name": "confluent", "meta.helm.sh/release-namespace": ns});
@@ -428,7 +431,7 @@ fn a_release_named_in_helm_releases_is_placed_whatever_its_labels() {
     });
     let listed = plane.block_on(pods.list(&ListParams::default())).expect("pods").items;
     plane.helm_ok(berth_e2e::control_plane::Helm::V3, &["uninstall", "confluent", "-n", ns]);
-    upgrade_berth(plane, &["--set", "policies.kafka.helmReleases=null"]);
+    upgrade_berth(plane, &["--set-json", "policies.kafka.helmReleases=[]"]);
     settled.unwrap_or_else(|e| panic!("{e}\n{listed:?}"));
     for pod in listed {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();

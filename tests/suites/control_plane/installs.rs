@@ -67,6 +67,8 @@ fn install_and_check(plane: &ControlPlane, helm: Helm, set: &Set) -> String {
     let charts = tempfile::tempdir().expect("tempdir");
     let want = set.expected();
     let seen = set.install(plane, helm, charts.path());
+    // Failed, the release would make the next install of this set "in use".
+    let _uninstall = berth_e2e::control_plane::on_panic(|| set.uninstall(plane, helm));
     let installed = set.settle(plane, &seen).unwrap_or_else(|e| panic!("{e}"));
     let wrong: Vec<String> = installed.pods.iter().flat_map(|pod| misplaced(pod, set.app)).collect();
     let classes: Vec<String> = installed
@@ -135,16 +137,28 @@ fn without_berth_the_seeds_kafka_is_not_placed() {
     plane.namespace(set.namespace, &[]);
     let charts = tempfile::tempdir().expect("tempdir");
     let _seen = set.install(plane, Helm::V3, charts.path());
+    let _uninstall = berth_e2e::control_plane::on_panic(|| {
+        let _ = plane.helm(Helm::V3, &["uninstall", set.release, "-n", set.namespace]);
+    });
     // Bound or not: without the webhooks nothing says where they belong.
+    // The controllers go on until every pod exists or one that must come
+    // first cannot be scheduled (OrderedReady): wait until the pods have
+    // stayed the same, each bound or unschedulable, for 10 s.
     let pods: Api<Pod> = Api::namespaced(plane.client(), set.namespace);
     let want = set.expected();
+    let (mut last, mut since) = (Vec::new(), std::time::Instant::now());
     plane
-        .wait_for("the control's pods", SETTLE, || {
-            plane.block_on(pods.list(&ListParams::default())).is_ok_and(|l| {
-                l.items.len() >= 1 && l.items.iter().all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) || unschedulable(p))
-            })
+        .wait_for("the control's pods to settle", SETTLE, || {
+            let Ok(listed) = plane.block_on(pods.list(&ListParams::default())) else { return false };
+            let settled = !listed.items.is_empty()
+                && listed.items.iter().all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) || unschedulable(p));
+            let names: Vec<String> = listed.items.iter().map(|p| format!("{:?}{:?}", p.metadata.name, p.spec.as_ref().map(|s| &s.node_name))).collect();
+            if !settled || names != last {
+                (last, since) = (names, std::time::Instant::now());
+            }
+            settled && (listed.items.len() == want.0 || since.elapsed() > std::time::Duration::from_secs(10))
         })
-        .expect("the control's first pods");
+        .expect("the control's pods");
     let listed = plane.block_on(pods.list(&ListParams::default())).expect("pods").items;
     for pod in &listed {
         assert!(!misplaced(pod, set.app).is_empty(), "{:?} was placed without berth", pod.metadata.name);
