@@ -377,11 +377,17 @@ pub(crate) fn byte_size<'de, D: Deserializer<'de>, T: TryFrom<u64>>(de: D) -> Re
         .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a size; write 64Mi, 512Ki or bytes")))
 }
 
+/// A Kubernetes quantity of bytes (`64Mi`, `1.5Gi`, `500M`, `4096`), a
+/// fraction of a byte rounded up as Kubernetes rounds it.
 pub fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let scale: u64 = match unit {
         "" => 1,
         "Ki" => 1 << 10,
@@ -394,7 +400,15 @@ pub fn parse_byte_size(text: &str) -> Option<u64> {
         "T" => 1_000_000_000_000,
         _ => return None,
     };
-    number.checked_mul(scale)
+    let part = match fraction {
+        "" => 0,
+        digits => {
+            let numerator: u128 = digits.parse().ok()?;
+            let denominator = 10_u128.checked_pow(u32::try_from(digits.len()).ok()?)?;
+            u64::try_from((numerator * u128::from(scale)).div_ceil(denominator)).ok()?
+        }
+    };
+    whole.checked_mul(scale)?.checked_add(part)
 }
 
 /// What a berth.yaml names in `include:` to run the embedded default
@@ -558,6 +572,12 @@ mod tests {
         assert_eq!(policy.failure_policy, FailurePolicy::Fail);
         assert_eq!(parse_byte_size("3Gi"), Some(3 << 30));
         assert_eq!(parse_byte_size("1Ti"), Some(1 << 40));
+        assert_eq!(parse_byte_size("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_byte_size(".5Ki"), Some(512));
+        assert_eq!(parse_byte_size("0.001"), Some(1), "a fraction of a byte rounds up");
+        for bad in ["", ".", "1.2.3Mi", "Mi", "-1Mi", "1e9"] {
+            assert_eq!(parse_byte_size(bad), None, "{bad}");
+        }
         assert_eq!(parse_byte_size("3Qi"), None);
     }
 

@@ -21,6 +21,9 @@ use wasmtime::component::Component;
 /// chart also passes as `--cache-size-limit`.
 pub const DEFAULT_SIZE_LIMIT: u64 = 256 << 20;
 
+/// The block size sizes are rounded up to (ext4's and tmpfs's).
+const BLOCK: u64 = 4096;
+
 /// A temporary file older than this was left by a writer that died.
 const ABANDONED: Duration = Duration::from_secs(600);
 
@@ -162,11 +165,13 @@ impl ArtifactCache {
         let dir = path.parent().ok_or(StoreError::NoParent)?;
         std::fs::create_dir_all(dir).map_err(StoreError::Io)?;
         let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-        let size = bytes.len() as u64;
+        // As kubelet will count it: whole blocks, and the directory's own
+        // block, which a new name may take.
+        let size = (bytes.len() as u64).div_ceil(BLOCK) * BLOCK + BLOCK;
         if size > self.limit {
             return Err(StoreError::TooLarge { size, limit: self.limit });
         }
-        self.make_room(dir, size).map_err(StoreError::Io)?;
+        self.make_room(dir, size)?;
         // Write then rename, so a reader never sees half a file.
         let tmp = tempfile_in(dir);
         let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
@@ -176,12 +181,14 @@ impl ArtifactCache {
         written.map_err(StoreError::Io)
     }
 
-    /// Evict entries until `incoming` more bytes fit under the limit.
-    fn make_room(&self, dir: &Path, incoming: u64) -> std::io::Result<()> {
+    /// Evict entries until `incoming` more bytes fit under the limit; if
+    /// files berth may not remove leave no room even then, evict nothing
+    /// and cache nothing.
+    fn make_room(&self, dir: &Path, incoming: u64) -> Result<(), StoreError> {
         let now = SystemTime::now();
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
+        for entry in std::fs::read_dir(dir).map_err(StoreError::Io)? {
+            let entry = entry.map_err(StoreError::Io)?;
             let Ok(meta) = entry.metadata() else { continue };
             if !meta.is_file() {
                 continue;
@@ -200,13 +207,17 @@ impl ArtifactCache {
             files.push(Entry { path, bytes: disk_usage(&meta), used, evictable: !tmp && is_entry(&name.to_string_lossy()) });
         }
         let in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let evicted = choose_evictions(files, |path| in_use.contains_key(path), self.limit.saturating_sub(incoming));
+        let kept: u64 = files.iter().filter(|file| !file.evictable).map(|file| file.bytes).sum();
+        if kept + incoming > self.limit {
+            return Err(StoreError::NoRoom { others: kept, limit: self.limit });
+        }
+        let evicted = choose_evictions(files, |path| in_use.contains_key(path), self.limit - incoming);
         for path in evicted {
             tracing::info!(path = %path.display(), "evicting a compiled plugin from the cache to stay under its size limit");
             if let Err(err) = std::fs::remove_file(&path)
                 && err.kind() != std::io::ErrorKind::NotFound
             {
-                return Err(err);
+                return Err(StoreError::Io(err));
             }
         }
         Ok(())
@@ -226,6 +237,8 @@ enum StoreError {
     NoParent,
     #[error("the compiled plugin ({size} bytes) is larger than the cache's size limit ({limit} bytes)")]
     TooLarge { size: u64, limit: u64 },
+    #[error("files that are not berth's entries take {others} of the cache's {limit} bytes")]
+    NoRoom { others: u64, limit: u64 },
     #[error(transparent)]
     Io(std::io::Error),
 }
@@ -325,6 +338,21 @@ mod tests {
         let files = vec![entry(".tmp-1-2", 50, 1), entry("a", 30, 100)];
         assert_eq!(choose_evictions(files, |_| false, 40), [PathBuf::from("a")]);
         assert!(choose_evictions(vec![entry("a", 30, 1)], |_| false, 30).is_empty());
+    }
+
+    #[test]
+    fn others_files_that_leave_no_room_mean_nothing_is_evicted_or_cached() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let entry = dir.join("0123456789abcdef0123456789abcdef.cwasm");
+        std::fs::write(dir.join("notes.txt"), vec![0_u8; 8 * BLOCK as usize]).unwrap();
+        std::fs::write(&entry, vec![0_u8; BLOCK as usize]).unwrap();
+        let cache = ArtifactCache::at(&dir).with_size_limit(12 * BLOCK);
+        let full = cache.make_room(&dir, 8 * BLOCK);
+        assert!(matches!(full, Err(StoreError::NoRoom { .. })), "{full:?}");
+        assert!(entry.exists(), "nothing is evicted for an entry that cannot fit");
+        cache.make_room(&dir, 4 * BLOCK).expect("room once the entry goes");
+        assert!(!entry.exists());
     }
 
     #[test]
