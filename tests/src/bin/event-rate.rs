@@ -18,8 +18,8 @@
 //! counted in berth_events_dropped_total).
 //!
 //! - one StatefulSet: one pod, the same denial over and over;
-//! - the seed install: the 24 pods of the Pulsar seed in turn (its
-//!   StatefulSets, Jobs and a Deployment's ReplicaSet);
+//! - the seed install: the 17 pods of the Pulsar seed in turn, of 9
+//!   controllers (its StatefulSets, Jobs and a Deployment's ReplicaSet);
 //! - all different: every review a pod of its own with no owner, 1,000
 //!   distinct Events a second, which only the overall bucket bounds.
 

@@ -309,6 +309,7 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
         upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
     });
     for (round, streaming) in [false, true].into_iter().enumerate() {
+        let watch_lists_before = watch_lists_of_jobs(plane);
         if streaming {
             upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=true"]);
         }
@@ -327,8 +328,24 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
             assert!(tolerates(&pod, "pulsar"), "streaming {streaming}: the Job's pod was not matched by its owner: {}", pod["spec"]);
             assert!(pod["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.starts_with("harbor.example.com/")), "{}", pod["spec"]);
         }
+        if streaming {
+            // berth's restarted replicas listed Jobs by a streaming watch.
+            let after = watch_lists_of_jobs(plane);
+            assert!(after > watch_lists_before, "no watch list of jobs reached kube-apiserver ({watch_lists_before} before, {after} after)");
+        }
     }
     upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
+}
+
+/// Streaming lists (WatchList) of Jobs that kube-apiserver has served,
+/// from its `apiserver_watch_list_duration_seconds` histogram.
+fn watch_lists_of_jobs(plane: &ControlPlane) -> u64 {
+    let metrics = plane.kubectl_ok(&["get", "--raw", "/metrics"]);
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("apiserver_watch_list_duration_seconds_count{") && line.contains(r#"resource="jobs""#))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// `helm upgrade berth` with the chart's values (and these), returning
