@@ -85,6 +85,9 @@ pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// The longest a kubectl or helm command may run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// Runs its closure if the test panics while it lives: what a failing test
 /// changed in the shared cluster (berth scaled down, a release installed)
 /// is put back for the tests after it, which would otherwise fail for the
@@ -346,10 +349,15 @@ impl ControlPlane {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// A tool, killed if it outlives [`TOOL_TIMEOUT`]: its own timeouts
+    /// (helm's 10 minutes at most) end it first unless it hangs, and a
+    /// hung one must not hold the run until CI's limit.
     fn tool(&self, binary: PathBuf, args: &[&str]) -> Output {
         let home = self.dir.join("home");
         let _ = std::fs::create_dir_all(&home);
-        Command::new(&binary)
+        let mut output = Command::new("timeout")
+            .args(["--kill-after=10s", &format!("{}s", TOOL_TIMEOUT.as_secs())])
+            .arg(&binary)
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             // helm keeps its caches and repositories under HOME; the test's own.
@@ -360,7 +368,12 @@ impl ControlPlane {
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_DATA_HOME")
             .output()
-            .unwrap_or_else(|e| panic!("{} runs: {e}", binary.display()))
+            .unwrap_or_else(|e| panic!("{} runs: {e}", binary.display()));
+        // timeout(1)'s own status when it had to stop the tool.
+        if matches!(output.status.code(), Some(124 | 137)) {
+            output.stderr.extend(format!("\n(killed by the harness after {TOOL_TIMEOUT:?})").bytes());
+        }
+        output
     }
 
     /// This namespace's turn: tests that install into the same namespace
