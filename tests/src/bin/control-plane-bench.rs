@@ -1,8 +1,9 @@
 //! Figures from the real control plane (BENCHMARKS.md, "The real control
 //! plane"): how long `helm install` of the seed's charts takes to the last
 //! pod created, with berth's webhooks and without them, paired round by
-//! round; and kube-apiserver's own latency histogram of berth's two
-//! webhooks over the installs through berth.
+//! round; kube-apiserver's own latency histogram of berth's two webhooks
+//! over the installs through berth, and berth's own time for the same
+//! calls (its replicas' `berth_admission_duration_seconds`).
 //!
 //!     cargo build --release -p berth --bin berth -p berth-e2e --bin control-plane-bench
 //!     target/release/control-plane-bench --berth target/release/berth --rounds 3
@@ -39,15 +40,17 @@ fn main() {
 
     let mut times: BTreeMap<(&str, bool), Vec<Duration>> = BTreeMap::new();
     let mut latency = Histograms::default();
+    let mut handler = HandlerTime::default();
     for round in 0..args.rounds {
         // Alternate which goes first, so that a warming cache favours neither.
         let order = if round % 2 == 0 { [true, false] } else { [false, true] };
         for set in [SEED_PULSAR, SEED_KAFKA] {
             for with_berth in order {
-                let before = with_berth.then(|| Histograms::scrape(plane));
+                let before = with_berth.then(|| (Histograms::scrape(plane), HandlerTime::scrape(plane)));
                 let took = install(plane, &set, with_berth);
-                if let Some(before) = before {
-                    latency.add(&Histograms::scrape(plane).minus(&before));
+                if let Some((apiserver, berth)) = before {
+                    latency.add(&Histograms::scrape(plane).minus(&apiserver));
+                    handler.add(&HandlerTime::scrape(plane), &berth);
                 }
                 println!("round {} {} {}: {:.2} s", round + 1, set.dir, if with_berth { "with berth" } else { "without" }, took.as_secs_f64());
                 times.entry((set.dir, with_berth)).or_default().push(took);
@@ -75,6 +78,47 @@ fn main() {
             1000.0 * h.quantile(0.5),
             1000.0 * h.quantile(0.99)
         );
+    }
+    println!("\nberth's own berth_admission_duration_seconds (request read to answer written) over the same calls, every replica:");
+    println!("| endpoint | calls | mean |");
+    println!("|---|---|---|");
+    for (endpoint, (sum, count)) in &handler.0 {
+        println!("| /{endpoint} | {count} | {:.2} ms |", 1000.0 * sum / count.max(1.0));
+    }
+}
+
+/// berth's replicas' handler time by endpoint: (sum of seconds, count).
+#[derive(Default)]
+struct HandlerTime(BTreeMap<String, (f64, f64)>);
+
+impl HandlerTime {
+    fn scrape(plane: &ControlPlane) -> HandlerTime {
+        let mut all = HandlerTime::default();
+        for (uid, text) in berth_e2e::control_plane::berth::replica_metrics(plane) {
+            let text = text.unwrap_or_else(|| panic!("berth pod {uid} did not answer on /metrics"));
+            for line in text.lines().filter(|l| l.starts_with("berth_admission_duration_seconds_")) {
+                let Some((series, value)) = line.rsplit_once(' ') else { continue };
+                let Some(endpoint) = series.split("endpoint=\"").nth(1).and_then(|rest| rest.split('"').next()) else { continue };
+                let value: f64 = value.parse().unwrap_or(0.0);
+                let entry = all.0.entry(endpoint.to_string()).or_default();
+                if series.starts_with("berth_admission_duration_seconds_sum") {
+                    entry.0 += value;
+                } else if series.starts_with("berth_admission_duration_seconds_count") {
+                    entry.1 += value;
+                }
+            }
+        }
+        all
+    }
+
+    /// Add what happened between `before` and `after` (the replicas run on).
+    fn add(&mut self, after: &HandlerTime, before: &HandlerTime) {
+        for (endpoint, (sum, count)) in &after.0 {
+            let (was_sum, was_count) = before.0.get(endpoint).copied().unwrap_or_default();
+            let entry = self.0.entry(endpoint.clone()).or_default();
+            entry.0 += sum - was_sum;
+            entry.1 += count - was_count;
+        }
     }
 }
 

@@ -91,7 +91,16 @@ impl Berth {
     /// pod that was there has a successful reload more on its `/metrics`
     /// (a new pod started with the new configuration).
     pub fn upgrade(&self, plane: &ControlPlane, values: &[&str]) {
-        let before = replica_reloads(plane);
+        // Every replica's count first: one that did not answer would pass
+        // below without a reload.
+        let mut before = Vec::new();
+        plane
+            .wait_for("every berth replica's /metrics", Duration::from_secs(60), || {
+                before = replica_reloads(plane);
+                before.iter().all(|(_, count)| count.is_some())
+            })
+            .unwrap_or_else(|e| panic!("{e}: {before:?}"));
+        let config_before = configuration(plane);
         let chart = repo().join("deploy/chart").display().to_string();
         let tls = self.tls_args();
         let mut args = vec!["upgrade", RELEASE, &chart, "-n", NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m"];
@@ -99,6 +108,9 @@ impl Berth {
         args.extend_from_slice(values);
         plane.helm_ok(Helm::V3, &args);
         plane.kubectl_ok(&["rollout", "status", "statefulset/berth", "-n", NAMESPACE, "--timeout=300s"]);
+        // Values that leave the configuration as it was make no reload to
+        // wait for (a restore that is already in place).
+        let changed = configuration(plane) != config_before;
         let mut now = Vec::new();
         plane
             .wait_for("every berth replica to reload", Duration::from_secs(60), || {
@@ -106,7 +118,7 @@ impl Berth {
                 !now.is_empty()
                     && now.iter().all(|(uid, count)| {
                         let was = before.iter().find(|(u, _)| u == uid).map(|(_, was)| *was);
-                        count.is_some_and(|count| was.is_none_or(|was| Some(count) > was))
+                        count.is_some_and(|count| !changed || was.is_none_or(|was| Some(count) > was))
                     })
             })
             .unwrap_or_else(|e| {
@@ -119,10 +131,35 @@ impl Berth {
     }
 }
 
+/// The ConfigMaps of berth's namespace, as the pods read them.
+fn configuration(plane: &ControlPlane) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let maps: kube::Api<ConfigMap> = kube::Api::namespaced(plane.client(), NAMESPACE);
+    let listed = plane.block_on(maps.list(&kube::api::ListParams::default())).expect("berth's ConfigMaps").items;
+    listed.into_iter().map(|map| (map.metadata.name.unwrap_or_default(), map.data.unwrap_or_default())).collect()
+}
+
 /// Each running berth pod's uid and its count of successful reloads, from
-/// its `/metrics` at its pod IP (the chart's metrics port); none when it
-/// does not answer.
+/// its `/metrics`; none when it does not answer.
 fn replica_reloads(plane: &ControlPlane) -> Vec<(String, Option<u64>)> {
+    replica_metrics(plane)
+        .into_iter()
+        .map(|(uid, text)| {
+            // No line yet: no reload since the start.
+            let ok = text.map(|text| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix("berth_config_reloads_total{result=\"ok\"} "))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            });
+            (uid, ok)
+        })
+        .collect()
+}
+
+/// Each running berth pod's uid and its `/metrics` text, from its pod IP
+/// and the chart's metrics port; none when it does not answer.
+pub fn replica_metrics(plane: &ControlPlane) -> Vec<(String, Option<String>)> {
     use k8s_openapi::api::core::v1::Pod;
     let pods: kube::Api<Pod> = kube::Api::namespaced(plane.client(), NAMESPACE);
     let params = kube::api::ListParams::default().labels(&format!("{}={}", POD_LABEL.0, POD_LABEL.1));
@@ -132,20 +169,13 @@ fn replica_reloads(plane: &ControlPlane) -> Vec<(String, Option<u64>)> {
         .filter(|pod| pod.metadata.deletion_timestamp.is_none())
         .map(|pod| {
             let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
-            let metrics = std::process::Command::new("curl")
+            let text = std::process::Command::new("curl")
                 .args(["-sf", "--noproxy", "*", "-m", "2", &format!("http://{ip}:9090/metrics")])
                 .output()
                 .ok()
-                .filter(|out| out.status.success());
-            let ok = metrics.map(|out| {
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                // No line yet: no reload since the start.
-                text.lines()
-                    .find_map(|line| line.strip_prefix("berth_config_reloads_total{result=\"ok\"} "))
-                    .and_then(|n| n.trim().parse().ok())
-                    .unwrap_or(0)
-            });
-            (pod.metadata.uid.clone().unwrap_or_default(), ok)
+                .filter(|out| out.status.success())
+                .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+            (pod.metadata.uid.clone().unwrap_or_default(), text)
         })
         .collect()
 }

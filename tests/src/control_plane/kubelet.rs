@@ -48,6 +48,8 @@ struct State {
     host: Option<HostWorkload>,
     /// Host pods running now, by uid.
     running: HashMap<String, HostPod>,
+    /// Host pods being started, by uid: a deletion waits for them.
+    starting: HashSet<String>,
     /// Network slots of host pods, by pod name (a StatefulSet's pod keeps
     /// its slot when it comes back).
     slots: BTreeMap<String, u8>,
@@ -148,6 +150,7 @@ impl Kubelet {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let next = u8::try_from(state.slots.len()).expect("fewer than 240 host pods");
             let slot = *state.slots.entry(name).or_insert(next);
+            state.starting.insert(uid.clone());
             let kubelet = self.clone();
             tokio::spawn(async move { kubelet.start_host_retrying(host, slot, pod, uid).await });
             return;
@@ -164,6 +167,16 @@ impl Kubelet {
     }
 
     async fn delete(&self, pod: Pod, host: Option<HostPod>) {
+        // A pod still starting stops its own process once it sees the
+        // deletion; the replacement (same name, same address) must not
+        // exist before that.
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        for _ in 0..600 {
+            if !self.state.lock().expect("kubelet").starting.contains(&uid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if let Some(host) = host {
             let _ = host.stop.send(true);
             let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
@@ -186,9 +199,14 @@ impl Kubelet {
     /// A kubelet retries a pod whose start failed (its ConfigMap not
     /// there yet, a token refused) until the pod is deleted.
     async fn start_host_retrying(&self, host: HostWorkload, slot: u8, pod: Pod, uid: String) {
+        self.start_host_attempts(host, slot, pod, &uid).await;
+        self.state.lock().expect("kubelet").starting.remove(&uid);
+    }
+
+    async fn start_host_attempts(&self, host: HostWorkload, slot: u8, pod: Pod, uid: &str) {
         let name = pod.metadata.name.clone().unwrap_or_default();
         for attempt in 1.. {
-            if self.state.lock().expect("kubelet").deleting.contains(&uid) {
+            if self.state.lock().expect("kubelet").deleting.contains(uid) {
                 return;
             }
             match self.start_host(host.clone(), slot, pod.clone()).await {

@@ -98,6 +98,14 @@ pub fn on_panic<F: FnOnce()>(undo: F) -> OnPanic<F> {
     OnPanic(Some(undo))
 }
 
+impl<F: FnOnce()> OnPanic<F> {
+    /// The test has put things back itself: a later failure has nothing
+    /// to undo.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
 impl<F: FnOnce()> Drop for OnPanic<F> {
     fn drop(&mut self) {
         if let Some(undo) = self.0.take().filter(|_| std::thread::panicking()) {

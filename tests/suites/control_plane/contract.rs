@@ -304,7 +304,7 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
     let (plane, _berth) = Berth::exclusive();
     let ns = "contract-restart";
     plane.namespace(ns, &[OPT_IN]);
-    let _up_again = on_panic(|| {
+    let up_again = on_panic(|| {
         scale(plane, 2);
         upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
     });
@@ -328,12 +328,23 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
             assert!(tolerates(&pod, "pulsar"), "streaming {streaming}: the Job's pod was not matched by its owner: {}", pod["spec"]);
             assert!(pod["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.starts_with("harbor.example.com/")), "{}", pod["spec"]);
         }
-        // berth's restarted replicas listed Jobs by a streaming watch, or by
-        // pages (the controller manager's own was before both rounds).
-        let after = watch_lists_of_jobs(plane);
-        assert_eq!(after > watch_lists_before, streaming, "watch lists of jobs served by kube-apiserver: {watch_lists_before} before, {after} after");
+        // berth's replicas say how they last listed Jobs; in the streaming
+        // round, kube-apiserver's count of watch lists of jobs says it
+        // served them (another client's relist could add to it, never
+        // take away).
+        let mode = if streaming { "streaming" } else { "paged" };
+        for replica in ["pod-berth-0", "pod-berth-1"] {
+            let log = plane.log_of(replica);
+            let last = log.lines().rev().find(|l| l.contains("cache synced from the Kubernetes API") && l.contains(r#""what":"jobs""#));
+            assert!(last.is_some_and(|l| l.contains(&format!(r#""list":"{mode}""#))), "{replica} last listed jobs: {last:?}");
+        }
+        if streaming {
+            let after = watch_lists_of_jobs(plane);
+            assert!(after > watch_lists_before, "no watch list of jobs reached kube-apiserver ({watch_lists_before} before, {after} after)");
+        }
     }
     upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
+    up_again.disarm();
 }
 
 /// Streaming lists (WatchList) of Jobs that kube-apiserver has served,
@@ -364,7 +375,7 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
     let (plane, _berth) = Berth::exclusive();
     let ns = "contract-upgrade";
     plane.namespace(ns, &[OPT_IN]);
-    let _restore = on_panic(|| upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]));
+    let restore = on_panic(|| upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Dropped first: the creator stops before the policy is put back.
     let _stop_creating = on_panic({
@@ -400,6 +411,7 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let results = creator.join().expect("the creator");
     upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]);
+    restore.disarm();
     let failures: Vec<String> = results.iter().filter_map(|(_, r)| r.as_ref().err()).map(ToString::to_string).collect();
     assert!(failures.is_empty(), "{} of {} admissions failed during the upgrade: {failures:?}", failures.len(), results.len());
     let secrets = |after: bool| -> Vec<&Vec<String>> {
@@ -419,7 +431,7 @@ fn a_release_named_in_helm_releases_is_placed_whatever_its_labels() {
     let (plane, _berth) = Berth::exclusive();
     let ns = "streaming";
     plane.namespace(ns, &[OPT_IN]);
-    let _restore = on_panic(|| {
+    let restore = on_panic(|| {
         let _ = plane.helm(berth_e2e::control_plane::Helm::V3, &["uninstall", "confluent", "-n", ns]);
         upgrade_berth(plane, &["--set-json", "policies.kafka.helmReleases=[]"]);
     });
@@ -448,6 +460,7 @@ fn a_release_named_in_helm_releases_is_placed_whatever_its_labels() {
     let listed = plane.block_on(pods.list(&ListParams::default())).expect("pods").items;
     plane.helm_ok(berth_e2e::control_plane::Helm::V3, &["uninstall", "confluent", "-n", ns]);
     upgrade_berth(plane, &["--set-json", "policies.kafka.helmReleases=[]"]);
+    restore.disarm();
     settled.unwrap_or_else(|e| panic!("{e}\n{listed:?}"));
     for pod in listed {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();

@@ -68,7 +68,8 @@ fn a_refused_install_says_why_in_kubectl_get_events_and_describe() {
             events.iter().any(|e| e["involvedObject"]["kind"] == *kind && e["reason"] == "PolicyDenied" && e["series"]["count"].as_i64() > Some(1))
         })
     });
-    let table = plane.kubectl_ok(&["get", "events", "-n", ns]);
+    // As docs/AUDIT.md writes it: berth's Events, and only those.
+    let table = plane.kubectl_ok(&["get", "events", "-n", ns, "--field-selector", "reportingComponent=berth.dev/admission"]);
     let describe_sts = plane.kubectl_ok(&["describe", "statefulset", "-n", ns, "bookie"]);
     let describe_job = plane.kubectl_ok(&["describe", "job", "-n", ns, "initialize"]);
     let pods = plane.kubectl_ok(&["get", "pods", "-n", ns, "-o", "name"]);
@@ -87,6 +88,7 @@ fn a_refused_install_says_why_in_kubectl_get_events_and_describe() {
         assert!(berths <= REPLICAS, "{berths} Events on {kind} {name}: the retries were not aggregated");
     }
     assert!(table.contains("PolicyDenied") && table.contains(REFUSED_IMAGE), "{table}");
+    assert!(!table.contains("FailedCreate"), "the controllers' own Events are not berth's: {table}");
     for (what, text) in [("statefulset", &describe_sts), ("job", &describe_job)] {
         let section = text.split("Events:").nth(1).unwrap_or_default();
         assert!(section.contains("PolicyDenied") && section.contains(REFUSED_IMAGE), "kubectl describe {what} shows no reason:\n{text}");

@@ -297,9 +297,9 @@ where
     tokio::spawn(async move {
         // berth holds one page's text while it reads it, and the allocator
         // keeps what it held: smaller pages, a smaller peak.
-        let config = match options.streaming {
-            true => watcher::Config::default().streaming_lists(),
-            false => watcher::Config::default().page_size(options.page_size.max(1)),
+        let (config, list) = match options.streaming {
+            true => (watcher::Config::default().streaming_lists(), "streaming"),
+            false => (watcher::Config::default().page_size(options.page_size.max(1)), "paged"),
         };
         let mut events = std::pin::pin!(watch_stream(api, config).default_backoff());
         let started = std::time::Instant::now();
@@ -314,7 +314,7 @@ where
                     // would hold them until its next allocations.
                     crate::allocator::release_freed();
                     let took = started.elapsed();
-                    tracing::info!(what, count, ?took, "cache synced from the Kubernetes API");
+                    tracing::info!(what, count, ?took, list, "cache synced from the Kubernetes API");
                 }
                 Ok(Event::Delete(object)) => store.remove(&object.meta.uid),
                 Err(err) => tracing::warn!(what, "watch failed, retrying: {}", crate::error_chain(&err)),

@@ -405,7 +405,7 @@ pub fn parse_byte_size(text: &str) -> Option<u64> {
         digits => {
             let numerator: u128 = digits.parse().ok()?;
             let denominator = 10_u128.checked_pow(u32::try_from(digits.len()).ok()?)?;
-            u64::try_from((numerator * u128::from(scale)).div_ceil(denominator)).ok()?
+            u64::try_from(numerator.checked_mul(u128::from(scale))?.div_ceil(denominator)).ok()?
         }
     };
     whole.checked_mul(scale)?.checked_add(part)
@@ -575,7 +575,7 @@ mod tests {
         assert_eq!(parse_byte_size("1.5Gi"), Some(3 << 29));
         assert_eq!(parse_byte_size(".5Ki"), Some(512));
         assert_eq!(parse_byte_size("0.001"), Some(1), "a fraction of a byte rounds up");
-        for bad in ["", ".", "1.2.3Mi", "Mi", "-1Mi", "1e9"] {
+        for bad in ["", ".", "1.2.3Mi", "Mi", "-1Mi", "1e9", "0.9999999999999999999999999999999999999Ti"] {
             assert_eq!(parse_byte_size(bad), None, "{bad}");
         }
         assert_eq!(parse_byte_size("3Qi"), None);

@@ -4,7 +4,7 @@
 //!
 //! - this file: the handle the server holds, and what a denial's Event is
 //!   about ([`Denial`]), built on the admission path from memory alone;
-//! - [`series`]: aggregation into one Event per (object, message) with a
+//! - [`series`]: aggregation into one Event per (object, reason, message) with a
 //!   series count, and the limits on writes (a token bucket overall, one
 //!   write per Event per interval);
 //! - [`writer`]: the background task that writes to the API (create, or a
@@ -37,9 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// `reportingController`: a qualified name, as the API requires.
 pub const REPORTING_CONTROLLER: &str = "berth.dev/admission";
-/// `reason` of a denial's Event: a policy said no (a 4xx answer) ...
+/// `reason` of a denial's Event: a policy said no ...
 pub const REASON_DENIED: &str = "PolicyDenied";
-/// ... or a policy, or berth, failed and the failure policy refused (5xx).
+/// ... or none did, and a failure refused the object (a policy's under
+/// `failurePolicy: Fail`, or berth's own, as an audit log it cannot write).
 pub const REASON_FAILED: &str = "PolicyError";
 /// `action`: what failed regarding the object.
 pub const ACTION: &str = "Admit";
@@ -95,7 +96,7 @@ impl Denial {
     /// a Deployment's pod: the Deployment when memory holds its ReplicaSet,
     /// else the ReplicaSet), where `kubectl describe` finds it. Anything
     /// else regards the object. `cluster` is read from memory only.
-    pub fn new(request: &AdmissionRequest, code: u16, message: &str, cluster: Option<&Cluster>) -> Self {
+    pub fn new(request: &AdmissionRequest, failed: bool, message: &str, cluster: Option<&Cluster>) -> Self {
         let meta = request.subject().map(|object| object.meta());
         // A Namespace's review names the namespace itself, which a refused
         // one never becomes: it is cluster-scoped.
@@ -126,7 +127,7 @@ impl Denial {
             Some(owner) => (owner, Some(object).filter(|o| !o.name.is_empty())),
             None => (object, None),
         };
-        let reason = if code >= 500 { REASON_FAILED } else { REASON_DENIED };
+        let reason = if failed { REASON_FAILED } else { REASON_DENIED };
         Self { regarding, related, reason, note: bounded_note(message), name_hint, at: SystemTime::now() }
     }
 
@@ -279,13 +280,14 @@ impl Events {
     /// reports: a denial of a real request (a dry run changes nothing, so
     /// there is nothing to explain). Never waits: with the queue full the
     /// denial is dropped and counted.
-    pub fn denied(&self, request: &AdmissionRequest, response: &AdmissionResponse, cluster: Option<&Cluster>) {
+    /// `failed`: no policy said no; a failure refused the object.
+    pub fn denied(&self, request: &AdmissionRequest, response: &AdmissionResponse, failed: bool, cluster: Option<&Cluster>) {
         let Some(queue) = &self.queue else { return };
         if response.allowed || request.is_dry_run() {
             return;
         }
-        let (code, message) = response.status.as_ref().map_or((403, ""), |status| (status.code, status.message.as_str()));
-        if queue.try_send(Denial::new(request, code, message, cluster)).is_err() {
+        let message = response.status.as_ref().map_or("", |status| status.message.as_str());
+        if queue.try_send(Denial::new(request, failed, message, cluster)).is_err() {
             self.stats.dropped("queue_full", 1);
         }
     }
@@ -332,7 +334,7 @@ mod tests {
         let mut object = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
         // As validating webhooks see a creation: with the uid it never keeps.
         object["metadata"]["uid"] = json!("attempt-uid");
-        let denial = Denial::new(&request("CREATE", object), 403, "no", None);
+        let denial = Denial::new(&request("CREATE", object), false, "no", None);
         let expected = Regarding {
             api_version: "apps/v1".into(),
             kind: "StatefulSet".into(),
@@ -350,7 +352,7 @@ mod tests {
     fn a_jobs_pod_with_only_a_generate_name_regards_the_job_and_relates_to_nothing() {
         let mut object = pod("", Some(("batch/v1", "Job", "init")));
         object["metadata"]["generateName"] = json!("init-");
-        let denial = Denial::new(&request("CREATE", object), 403, "no", None);
+        let denial = Denial::new(&request("CREATE", object), false, "no", None);
         assert_eq!((denial.regarding.kind.as_str(), denial.regarding.name.as_str()), ("Job", "init"));
         assert!(denial.related.is_none());
     }
@@ -358,7 +360,7 @@ mod tests {
     #[test]
     fn a_deployments_pod_regards_the_deployment_only_when_memory_knows_it() {
         let object = pod("", Some(("apps/v1", "ReplicaSet", "web-5d4f")));
-        let alone = Denial::new(&request("CREATE", object.clone()), 403, "no", None);
+        let alone = Denial::new(&request("CREATE", object.clone()), false, "no", None);
         assert_eq!((alone.regarding.kind.as_str(), alone.regarding.name.as_str()), ("ReplicaSet", "web-5d4f"));
         let cluster = Cluster::fixed_objects(vec![json!({
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -366,7 +368,7 @@ mod tests {
                 {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "web-uid", "controller": true},
             ]},
         })]);
-        let known = Denial::new(&request("CREATE", object), 403, "no", Some(&cluster));
+        let known = Denial::new(&request("CREATE", object), false, "no", Some(&cluster));
         let regarding = &known.regarding;
         assert_eq!(
             (regarding.api_version.as_str(), regarding.kind.as_str(), regarding.name.as_str(), regarding.uid.as_str()),
@@ -378,12 +380,12 @@ mod tests {
     fn an_object_that_exists_or_has_no_owner_regards_itself() {
         let mut stored = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
         stored["metadata"]["uid"] = json!("pod-uid");
-        let update = Denial::new(&request("UPDATE", stored), 403, "no", None);
+        let update = Denial::new(&request("UPDATE", stored), false, "no", None);
         assert_eq!((update.regarding.kind.as_str(), update.regarding.uid.as_str()), ("Pod", "pod-uid"));
         assert!(update.related.is_none());
         let mut attempt = pod("debug", None);
         attempt["metadata"]["uid"] = json!("attempt-uid");
-        let bare = Denial::new(&request("CREATE", attempt), 403, "no", None);
+        let bare = Denial::new(&request("CREATE", attempt), false, "no", None);
         assert_eq!((bare.regarding.name.as_str(), bare.regarding.namespace.as_str()), ("debug", "pulsar"));
         assert_eq!(bare.regarding.uid, "", "a refused creation's uid names nothing");
     }
@@ -391,8 +393,8 @@ mod tests {
     #[test]
     fn a_failure_refusing_the_object_is_a_policy_error() {
         let object = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
-        assert_eq!(Denial::new(&request("CREATE", object.clone()), 403, "no", None).reason, REASON_DENIED);
-        assert_eq!(Denial::new(&request("CREATE", object), 500, "policy p failed (timeout)", None).reason, REASON_FAILED);
+        assert_eq!(Denial::new(&request("CREATE", object.clone()), false, "no", None).reason, REASON_DENIED);
+        assert_eq!(Denial::new(&request("CREATE", object), true, "policy p failed (timeout)", None).reason, REASON_FAILED);
     }
 
     #[test]
@@ -401,7 +403,7 @@ mod tests {
         // As the apiserver sends it: the namespace's own name.
         request.namespace = Some("x".into());
         request.kind.kind = "Namespace".into();
-        assert_eq!(Denial::new(&request, 403, "no", None).regarding.event_namespace(), "default");
+        assert_eq!(Denial::new(&request, false, "no", None).regarding.event_namespace(), "default");
     }
 
     #[test]
@@ -419,16 +421,16 @@ mod tests {
         let events = Events { queue: Some(queue), stats: EventStats::default() };
         let mut request = request("CREATE", pod("p", None));
         let mut response = AdmissionResponse::from(&request);
-        events.denied(&request, &response, None);
+        events.denied(&request, &response, false, None);
         response.deny(403, "no".into());
         request.dry_run = Some(true);
-        events.denied(&request, &response, None);
+        events.denied(&request, &response, false, None);
         assert!(denials.try_recv().is_err(), "neither an allowed request nor a dry run makes an Event");
         request.dry_run = None;
-        events.denied(&request, &response, None);
+        events.denied(&request, &response, false, None);
         assert_eq!(denials.try_recv().unwrap().note, "no");
-        events.denied(&request, &response, None);
-        events.denied(&request, &response, None);
+        events.denied(&request, &response, false, None);
+        events.denied(&request, &response, false, None);
         let dropped = events.stats.dropped.get_or_create(&DropLabels { reason: "queue_full" }).get();
         assert_eq!(dropped, 1, "a full queue drops, and counts, rather than waits");
     }

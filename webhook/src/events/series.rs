@@ -1,6 +1,6 @@
 //! Denials aggregated into Events, as Kubernetes' own event recorder does
-//! (client-go `tools/events`): identical denials (the same object and
-//! message) make one Event, created once and then patched with
+//! (client-go `tools/events`): identical denials (the same object, reason
+//! and message) make one Event, created once and then patched with
 //! a `series` (count, lastObservedTime). What goes to the API is bounded
 //! twice: each Event is written at most once per [`Limits::interval`]
 //! after its creation (the denials between are one patch), and all writes
@@ -90,6 +90,9 @@ struct Entry {
     last_seen: Instant,
     /// Since when denials have waited to be written.
     pending_since: Option<Instant>,
+    /// When its last write failed: it then waits behind the others, so
+    /// that one Event the API keeps refusing cannot hold back the rest.
+    failed_at: Option<Instant>,
     in_flight: bool,
 }
 
@@ -205,6 +208,7 @@ impl Aggregator {
             last_write: None,
             last_seen: now,
             pending_since: Some(now),
+            failed_at: None,
             in_flight: false,
         };
         self.entries.insert(key, entry);
@@ -251,7 +255,7 @@ impl Aggregator {
             .entries
             .iter_mut()
             .filter(|(_, e)| !e.in_flight && e.count > e.written)
-            .min_by_key(|(_, e)| (due(e).max(now), e.written > 0, e.pending_since));
+            .min_by_key(|(_, e)| (due(e).max(now), e.failed_at, e.written > 0, e.pending_since));
         let Some((key, entry)) = best else { return Next::Idle };
         let at = due(entry);
         if at > now {
@@ -283,6 +287,7 @@ impl Aggregator {
         match outcome {
             Outcome::Stored => {
                 self.backoff = FIRST_BACKOFF;
+                entry.failed_at = None;
                 entry.written = write.count;
                 entry.last_write = Some(now);
                 entry.pending_since = (entry.count > entry.written).then_some(now);
@@ -293,6 +298,7 @@ impl Aggregator {
                 0
             }
             Outcome::Retry => {
+                entry.failed_at = Some(now);
                 self.paused_until = Some(now + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 0
@@ -541,6 +547,22 @@ mod tests {
         assert_eq!(series.expire(late + Duration::from_secs(2)), 0);
         assert_eq!(series.expire(late + limits.give_up - Duration::from_secs(1)), 0);
         assert_eq!(series.expire(late + limits.give_up), 1, "give_up after the failure began");
+    }
+
+    #[test]
+    fn an_event_the_api_keeps_refusing_waits_behind_the_others() {
+        let t0 = Instant::now();
+        let mut series = Aggregator::new(Limits::default(), t0);
+        series.observe(denial("a", "no", 0), t0);
+        series.observe(denial("b", "no", 1), t0 + Duration::from_millis(1));
+        let first = write(series.next(t0, false));
+        assert_eq!(first.key.regarding.name, "a", "the older first");
+        series.settle(&first, Outcome::Retry, t0);
+        let t1 = t0 + Duration::from_secs(1);
+        let second = write(series.next(t1, false));
+        assert_eq!(second.key.regarding.name, "b", "then the one that has not failed");
+        series.settle(&second, Outcome::Stored, t1);
+        assert_eq!(series.expire(t1 + Limits::default().give_up), 0, "the API answered: nothing is given up");
     }
 
     #[test]
