@@ -589,7 +589,10 @@ fn the_cluster_role_grants_reading_what_the_policies_need_and_nothing_more() {
     // Events (on by default): exactly create and patch on events.k8s.io's
     // events, the only write; off, berth is told so.
     let rendered = render(&[]);
-    let writes: BTreeSet<_> = grants(&rendered).into_iter().filter(|(_, _, verb)| !["get", "list", "watch"].contains(&verb.as_str())).collect();
+    let writes: BTreeSet<_> = grants(&rendered)
+        .into_iter()
+        .filter(|(_, _, verb)| !["get", "list", "watch"].contains(&verb.as_str()))
+        .collect();
     let expected: BTreeSet<_> = ["create", "patch"]
         .map(|verb| ("events.k8s.io".to_owned(), "events".to_owned(), verb.to_owned()))
         .into_iter()
@@ -1168,7 +1171,10 @@ fn the_statefulset_as_rendered_starts_read_only_and_answers_over_tls_for_the_ser
             ("PATCH", _) => "patch",
             (other, _) => panic!("berth sent a {other}: {request:?}"),
         };
-        assert!(grants.contains(&(group.clone(), resource.clone(), verb.to_owned())), "{verb} {group}/{resource} is not granted");
+        assert!(
+            grants.contains(&(group.clone(), resource.clone(), verb.to_owned())),
+            "{verb} {group}/{resource} is not granted"
+        );
     }
     assert!(api.requests().iter().any(|r| r.is_watch()) && verbs.contains("watch") && verbs.contains("list"));
 

@@ -142,7 +142,11 @@ fn a_refused_pod_is_an_event_on_its_statefulset_or_job_and_repeats_are_one_event
     let patches: Vec<_> = writes.iter().filter(|r| r.method == "PATCH").collect();
     assert_eq!(posts, 2, "one creation per Event (the StatefulSet's, the Job's): {writes:#?}");
     assert!(!patches.is_empty() && patches.len() <= 2, "four repeats, at most two patches: {writes:#?}");
-    assert!(patches.iter().all(|p| p.path_only().starts_with("/apis/events.k8s.io/v1/namespaces/pulsar/events/pulsar-bookie.")));
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.path_only().starts_with("/apis/events.k8s.io/v1/namespaces/pulsar/events/pulsar-bookie."))
+    );
     assert!(writes.iter().all(|r| r.is_authenticated()));
     assert_eq!(api.all("Event").len(), 2, "the dry run made no Event of its own");
 }
@@ -180,7 +184,10 @@ fn an_api_that_hangs_delays_no_answer_and_the_events_follow_when_it_answers() {
     assert_eq!((bookie.len(), job.len()), (1, 1));
     let metrics = server.metrics_text();
     assert!(metrics.contains("berth_event_writes_total{verb=\"create\",result=\"ok\"} 2"), "{metrics}");
-    assert!(metrics.contains("berth_event_writes_total{verb=\"create\",result=\"error\"}"), "the hung write counted: {metrics}");
+    assert!(
+        metrics.contains("berth_event_writes_total{verb=\"create\",result=\"error\"}"),
+        "the hung write counted: {metrics}"
+    );
 }
 
 #[test]

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(about = "helm install through berth and without it on the e2e control plane; the apiserver's webhook latency")]
+#[command(
+    about = "helm install through berth and without it on the e2e control plane; the apiserver's webhook latency"
+)]
 struct Args {
     /// The berth binary that runs berth's pods.
     #[arg(long, value_name = "BERTH_BINARY")]
@@ -36,7 +38,11 @@ fn main() {
     berth_e2e::machine::print_header("helm install with berth and without it, on the e2e control plane", &args.berth);
     let plane = ControlPlane::shared();
     Berth::install(plane, std::path::absolute(&args.berth).unwrap_or(args.berth.clone()));
-    println!("control plane: Kubernetes {KUBERNETES_VERSION} (tests/control-plane), Helm 3 ({}), berth {}", helm_version(plane), args.berth.display());
+    println!(
+        "control plane: Kubernetes {KUBERNETES_VERSION} (tests/control-plane), Helm 3 ({}), berth {}",
+        helm_version(plane),
+        args.berth.display()
+    );
 
     let mut times: BTreeMap<(&str, bool), Vec<Duration>> = BTreeMap::new();
     let mut latency = Histograms::default();
@@ -52,7 +58,13 @@ fn main() {
                     latency.add(&Histograms::scrape(plane).minus(&apiserver));
                     handler.add(&HandlerTime::scrape(plane), &berth);
                 }
-                println!("round {} {} {}: {:.2} s", round + 1, set.dir, if with_berth { "with berth" } else { "without" }, took.as_secs_f64());
+                println!(
+                    "round {} {} {}: {:.2} s",
+                    round + 1,
+                    set.dir,
+                    if with_berth { "with berth" } else { "without" },
+                    took.as_secs_f64()
+                );
                 times.entry((set.dir, with_berth)).or_default().push(took);
             }
         }
@@ -64,9 +76,17 @@ fn main() {
     for set in [SEED_PULSAR, SEED_KAFKA] {
         let without = median(&times[&(set.dir, false)]);
         let with = median(&times[&(set.dir, true)]);
-        println!("| {} | {:.2} s | {:.2} s | {:.2}× |", set.dir, without.as_secs_f64(), with.as_secs_f64(), with.as_secs_f64() / without.as_secs_f64());
+        println!(
+            "| {} | {:.2} s | {:.2} s | {:.2}× |",
+            set.dir,
+            without.as_secs_f64(),
+            with.as_secs_f64(),
+            with.as_secs_f64() / without.as_secs_f64()
+        );
     }
-    println!("\n{METRIC} over the installs through berth (p50 and p99 interpolated in the apiserver's buckets, as histogram_quantile does):");
+    println!(
+        "\n{METRIC} over the installs through berth (p50 and p99 interpolated in the apiserver's buckets, as histogram_quantile does):"
+    );
     println!("| webhook | calls | mean | p50 | p99 |");
     println!("|---|---|---|---|---|");
     for webhook in WEBHOOKS {
@@ -79,7 +99,9 @@ fn main() {
             1000.0 * h.quantile(0.99)
         );
     }
-    println!("\nberth's own berth_admission_duration_seconds (request read to answer written) over the same calls, every replica:");
+    println!(
+        "\nberth's own berth_admission_duration_seconds (request read to answer written) over the same calls, every replica:"
+    );
     println!("| endpoint | calls | mean |");
     println!("|---|---|---|");
     for (endpoint, (sum, count)) in &handler.0 {
@@ -98,7 +120,9 @@ impl HandlerTime {
             let text = text.unwrap_or_else(|| panic!("berth pod {uid} did not answer on /metrics"));
             for line in text.lines().filter(|l| l.starts_with("berth_admission_duration_seconds_")) {
                 let Some((series, value)) = line.rsplit_once(' ') else { continue };
-                let Some(endpoint) = series.split("endpoint=\"").nth(1).and_then(|rest| rest.split('"').next()) else { continue };
+                let Some(endpoint) = series.split("endpoint=\"").nth(1).and_then(|rest| rest.split('"').next()) else {
+                    continue;
+                };
                 let value: f64 = value.parse().unwrap_or(0.0);
                 let entry = all.0.entry(endpoint.to_string()).or_default();
                 if series.starts_with("berth_admission_duration_seconds_sum") {
@@ -239,7 +263,9 @@ impl Histograms {
         for (name, after) in &self.0 {
             let old = before.0.get(name).cloned().unwrap_or_default();
             let buckets = after.buckets.iter().map(|(b, c)| (*b, c - old.buckets.get(b).unwrap_or(&0.0))).collect();
-            delta.0.insert(name.clone(), Histogram { buckets, count: after.count - old.count, sum: after.sum - old.sum });
+            delta
+                .0
+                .insert(name.clone(), Histogram { buckets, count: after.count - old.count, sum: after.sum - old.sum });
         }
         delta
     }

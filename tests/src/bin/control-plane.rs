@@ -23,7 +23,9 @@ fn main() {
     let plane = ControlPlane::shared();
     if let Some(binary) = args.berth {
         Berth::install(plane, std::path::absolute(&binary).unwrap_or(binary));
-        eprintln!("berth is installed in namespace berth-system; opt a namespace in with: kubectl label namespace NAME berth.dev/enabled=true");
+        eprintln!(
+            "berth is installed in namespace berth-system; opt a namespace in with: kubectl label namespace NAME berth.dev/enabled=true"
+        );
     }
     eprintln!("logs: {}", plane.dir.display());
     println!("export KUBECONFIG={}", plane.kubeconfig.display());

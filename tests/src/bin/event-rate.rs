@@ -72,7 +72,10 @@ fn seed_pods() -> Vec<Value> {
 fn main() -> anyhow::Result<()> {
     let options = options()?;
     machine::print_header("event-rate: Events written to the Kubernetes API under denials (issue 24)", &options.berth);
-    println!("load:     /validate over h2, open loop at {} reviews/s for {} s, every one denied", options.rate, options.seconds);
+    println!(
+        "load:     /validate over h2, open loop at {} reviews/s for {} s, every one denied",
+        options.rate, options.seconds
+    );
     let pods = seed_pods();
     let bookie = pods.iter().find(|r| r["request"]["object"]["metadata"]["name"] == "pulsar-bookie-0").cloned();
     let bookie = bookie.context("the seed's pulsar-bookie-0")?;
@@ -96,7 +99,9 @@ fn main() -> anyhow::Result<()> {
     {
         runtime.block_on(measure(&options, name, &reviews))?;
     }
-    println!("\nwrites/s: POSTs and PATCHes of events.k8s.io Events the API received during the load, per second of it.");
+    println!(
+        "\nwrites/s: POSTs and PATCHes of events.k8s.io Events the API received during the load, per second of it."
+    );
     println!("sum(counts): the stored Events' series counts (1 without a series) after SIGTERM's flush.");
     println!("dropped, pending: berth_events_dropped_total and berth_events_pending as the load ended (pending Events");
     println!("  are written at the bucket's rate; what is left at exit after a 3 s flush is not written).");
@@ -133,7 +138,10 @@ async fn measure(options: &Options, name: &str, reviews: &[Value]) -> anyhow::Re
     let report = berth_load::run(load, Reviews::load(&files)?).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let writes = |method: &str| {
-        api.requests().iter().filter(|r| r.method == method && r.path_only().starts_with("/apis/events.k8s.io/")).count()
+        api.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path_only().starts_with("/apis/events.k8s.io/"))
+            .count()
     };
     let (posts, patches) = (writes("POST"), writes("PATCH"));
     let metrics = server.metrics_text();

@@ -126,7 +126,11 @@ impl Berth {
                     let log = plane.log_of(name);
                     log.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
                 };
-                panic!("{e}: reloads before {before:?}, now {now:?}\n--- berth-0 ---\n{}\n--- berth-1 ---\n{}", tail("pod-berth-0"), tail("pod-berth-1"))
+                panic!(
+                    "{e}: reloads before {before:?}, now {now:?}\n--- berth-0 ---\n{}\n--- berth-1 ---\n{}",
+                    tail("pod-berth-0"),
+                    tail("pod-berth-1")
+                )
             });
     }
 }
@@ -192,7 +196,9 @@ fn install(plane: &'static ControlPlane, binary: PathBuf) -> Berth {
     let berth = Berth { certs, lock: RwLock::new(()) };
     let chart = repo().join("deploy/chart").display().to_string();
     let mut args: Vec<String> =
-        ["install", RELEASE, &chart, "-n", NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m"].map(String::from).to_vec();
+        ["install", RELEASE, &chart, "-n", NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m"]
+            .map(String::from)
+            .to_vec();
     args.extend(berth.tls_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = plane.helm(Helm::V3, &args);
@@ -214,12 +220,16 @@ pub fn fixture_chart(set: &str, into: &Path) -> PathBuf {
     let chart = into.join(set);
     std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
     std::fs::create_dir_all(chart.join("manifests")).expect("chart dir");
-    let name: String = set.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    std::fs::write(chart.join("Chart.yaml"), format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n")).expect("Chart.yaml");
-    let rendered = std::fs::read_to_string(repo().join("tests/fixtures").join(set).join("rendered.yaml")).expect("rendered.yaml");
+    let name: String =
+        set.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    std::fs::write(chart.join("Chart.yaml"), format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n"))
+        .expect("Chart.yaml");
+    let rendered =
+        std::fs::read_to_string(repo().join("tests/fixtures").join(set).join("rendered.yaml")).expect("rendered.yaml");
     std::fs::write(chart.join("manifests/rendered.yaml"), current_apis(&rendered)).expect("rendered.yaml");
     // .Files.Get: the text is not templated again.
-    std::fs::write(chart.join("templates/rendered.yaml"), "{{ .Files.Get \"manifests/rendered.yaml\" }}\n").expect("template");
+    std::fs::write(chart.join("templates/rendered.yaml"), "{{ .Files.Get \"manifests/rendered.yaml\" }}\n")
+        .expect("template");
     chart
 }
 
@@ -232,5 +242,8 @@ pub const SETTLE: Duration = Duration::from_secs(300);
 /// fields; what `helm mapkubeapis` would do. No other removed API is in the
 /// fixtures, and nothing berth sees (pods, claims) changes.
 fn current_apis(rendered: &str) -> String {
-    rendered.replace("apiVersion: policy/v1beta1\nkind: PodDisruptionBudget", "apiVersion: policy/v1\nkind: PodDisruptionBudget")
+    rendered.replace(
+        "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget",
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget",
+    )
 }

@@ -9,7 +9,8 @@ use serde_json::json;
 
 /// Taint and label of a dedicated node: what the default policy's values
 /// target (deploy/chart/values.yaml, policies.pulsar / policies.kafka).
-pub const DEDICATED: [(&str, &str); 2] = [("pulsar", "node-role.kubernetes.io/pulsar"), ("kafka", "node-role.kubernetes.io/kafka")];
+pub const DEDICATED: [(&str, &str); 2] =
+    [("pulsar", "node-role.kubernetes.io/pulsar"), ("kafka", "node-role.kubernetes.io/kafka")];
 
 /// The nodes: three for Pulsar, three for Kafka, two for everything else.
 /// Three, not two: the charts spread their three replicas of ZooKeeper,
@@ -109,8 +110,11 @@ pub async fn ensure_volumes(client: &kube::Client, free: usize) -> Result<(), St
     let existing = volumes.list(&ListParams::default()).await.map_err(|e| format!("list PersistentVolumes: {e}"))?;
     for (node, app) in NODES {
         let class = if app.is_some() { LOCAL_STORAGE } else { DEFAULT_CLASS };
-        let on_node: Vec<&PersistentVolume> =
-            existing.items.iter().filter(|pv| pv.metadata.labels.as_ref().and_then(|l| l.get("e2e/node")).is_some_and(|n| n == node)).collect();
+        let on_node: Vec<&PersistentVolume> = existing
+            .items
+            .iter()
+            .filter(|pv| pv.metadata.labels.as_ref().and_then(|l| l.get("e2e/node")).is_some_and(|n| n == node))
+            .collect();
         let available = on_node.iter().filter(|pv| pv.spec.as_ref().is_some_and(|s| s.claim_ref.is_none())).count();
         for index in on_node.len()..on_node.len() + free.saturating_sub(available) {
             let name = format!("{node}-{index}");

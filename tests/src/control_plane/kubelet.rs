@@ -236,7 +236,8 @@ impl Kubelet {
             .iter()
             .flatten()
             .map(|m| {
-                let (_, local) = volumes.iter().find(|(v, _)| v.name == m.name).ok_or(format!("no volume {}", m.name))?;
+                let (_, local) =
+                    volumes.iter().find(|(v, _)| v.name == m.name).ok_or(format!("no volume {}", m.name))?;
                 let source = m.sub_path.as_ref().map_or(local.clone(), |sub| local.join(sub));
                 Ok((source, m.mount_path.clone(), m.read_only.unwrap_or(false)))
             })
@@ -309,7 +310,13 @@ fn host_command(
 /// A volume's files in a directory of the pod's: ConfigMaps, Secrets and
 /// the projected service-account token as the kubelet writes them; a claim
 /// by its name, so that the pod that comes back finds its files.
-async fn materialize(client: &kube::Client, pod: &Pod, volume: &Volume, plane: &ControlPlane, dir: &Path) -> Result<PathBuf, String> {
+async fn materialize(
+    client: &kube::Client,
+    pod: &Pod,
+    volume: &Volume,
+    plane: &ControlPlane,
+    dir: &Path,
+) -> Result<PathBuf, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     if let Some(claim) = &volume.persistent_volume_claim {
         let path = plane.dir.join("claims").join(&namespace).join(&claim.claim_name);
@@ -325,19 +332,31 @@ async fn materialize(client: &kube::Client, pod: &Pod, volume: &Volume, plane: &
 }
 
 /// The files of a ConfigMap, Secret or projected volume (empty for others).
-async fn volume_files(client: &kube::Client, pod: &Pod, volume: &Volume, plane: &ControlPlane) -> Result<Vec<(String, Vec<u8>)>, String> {
+async fn volume_files(
+    client: &kube::Client,
+    pod: &Pod,
+    volume: &Volume,
+    plane: &ControlPlane,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let mut files = Vec::new();
     if let Some(source) = &volume.config_map {
-        let map = Api::<ConfigMap>::namespaced(client.clone(), &namespace).get(&source.name).await.map_err(|e| format!("ConfigMap {}: {e}", source.name))?;
+        let map = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .get(&source.name)
+            .await
+            .map_err(|e| format!("ConfigMap {}: {e}", source.name))?;
         for (key, value) in map.data.unwrap_or_default() {
             files.push((key, value.into_bytes()));
         }
     }
     if let Some(source) = &volume.secret {
         let name = source.secret_name.clone().unwrap_or_default();
-        let secret = Api::<Secret>::namespaced(client.clone(), &namespace).get(&name).await.map_err(|e| format!("Secret {name}: {e}"))?;
-        let keys: Option<HashMap<String, String>> = source.items.as_ref().map(|items| items.iter().map(|i| (i.key.clone(), i.path.clone())).collect());
+        let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get(&name)
+            .await
+            .map_err(|e| format!("Secret {name}: {e}"))?;
+        let keys: Option<HashMap<String, String>> =
+            source.items.as_ref().map(|items| items.iter().map(|i| (i.key.clone(), i.path.clone())).collect());
         for (key, value) in secret.data.unwrap_or_default() {
             let file = match &keys {
                 Some(keys) => match keys.get(&key) {
@@ -352,7 +371,8 @@ async fn volume_files(client: &kube::Client, pod: &Pod, volume: &Volume, plane: 
     if let Some(projected) = &volume.projected {
         for source in projected.sources.iter().flatten() {
             if let Some(token) = &source.service_account_token {
-                let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+                let account =
+                    pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
                 let request: TokenRequest = serde_json::from_value(json!({"spec": {
                     "audiences": token.audience.iter().collect::<Vec<_>>(),
                     "expirationSeconds": token.expiration_seconds.unwrap_or(3607),
@@ -360,7 +380,10 @@ async fn volume_files(client: &kube::Client, pod: &Pod, volume: &Volume, plane: 
                 }}))
                 .expect("a TokenRequest");
                 let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace);
-                let issued = accounts.create_token_request(&account, &PostParams::default(), &request).await.map_err(|e| format!("a token for {account}: {e}"))?;
+                let issued = accounts
+                    .create_token_request(&account, &PostParams::default(), &request)
+                    .await
+                    .map_err(|e| format!("a token for {account}: {e}"))?;
                 files.push((token.path.clone(), issued.status.and_then(|s| s.token).unwrap_or_default().into_bytes()));
             }
             if let Some(map) = &source.config_map {
@@ -369,7 +392,10 @@ async fn volume_files(client: &kube::Client, pod: &Pod, volume: &Volume, plane: 
                 let data = if map.name == "kube-root-ca.crt" {
                     HashMap::from([("ca.crt".to_string(), std::fs::read(&plane.pki.ca).map_err(|e| e.to_string())?)])
                 } else {
-                    let found = Api::<ConfigMap>::namespaced(client.clone(), &namespace).get(&map.name).await.map_err(|e| e.to_string())?;
+                    let found = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+                        .get(&map.name)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     found.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
                 };
                 for item in map.items.iter().flatten() {
@@ -442,7 +468,13 @@ fn readiness_url(container: &Container, address: &str) -> Option<String> {
 
 /// Probes every second, as the kubelet does, and sets Ready when the
 /// answer changes (no probe: Ready at once).
-async fn probe_readiness(client: kube::Client, pod: Pod, ip: String, url: Option<String>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+async fn probe_readiness(
+    client: kube::Client,
+    pod: Pod,
+    ip: String,
+    url: Option<String>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     let mut ready: Option<bool> = None;
     loop {
         let now_ready = match &url {
@@ -479,12 +511,14 @@ async fn set_status(client: &kube::Client, pod: &Pod, ip: &str, ready: bool) -> 
     let (Some(name), Some(namespace)) = (&pod.metadata.name, &pod.metadata.namespace) else { return Ok(()) };
     let spec = pod.spec.as_ref().ok_or("no spec")?;
     let node = spec.node_name.clone().unwrap_or_default();
-    let host_ip = super::cluster::NODES.iter().position(|(n, _)| *n == node).map(|i| format!("10.250.0.{}", i + 1)).unwrap_or_default();
+    let host_ip = super::cluster::NODES
+        .iter()
+        .position(|(n, _)| *n == node)
+        .map(|i| format!("10.250.0.{}", i + 1))
+        .unwrap_or_default();
     let completes = spec.restart_policy.as_deref().is_some_and(|p| p != "Always");
     let at = now();
-    let condition = |kind: &str, status: bool| {
-        json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": at, "lastProbeTime": null})
-    };
+    let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": at, "lastProbeTime": null});
     let finished = json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": at, "finishedAt": at}});
     let statuses = |containers: &[Container], state: &serde_json::Value, ready: bool| {
         containers
@@ -511,4 +545,3 @@ async fn set_status(client: &kube::Client, pod: &Pod, ip: &str, ready: bool) -> 
         Err(e) => Err(e.to_string()),
     }
 }
-

@@ -140,7 +140,11 @@ impl ControlPlane {
         missing.reverse();
         let lines: String = missing.iter().map(|dir| format!("{}\n", dir.display())).collect();
         let list = self.dir.join(process::CREATED_DIRS);
-        let mut file = std::fs::File::options().create(true).append(true).open(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+        let mut file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&list)
+            .map_err(|e| format!("{}: {e}", list.display()))?;
         std::io::Write::write_all(&mut file, lines.as_bytes()).map_err(|e| format!("{}: {e}", list.display()))
     }
 
@@ -263,7 +267,12 @@ impl ControlPlane {
         })?;
         plane.block_on(cluster::create(&plane.client))?;
         plane.kubelet.start(&plane.runtime);
-        eprintln!("control plane {KUBERNETES_VERSION} ready at {} in {:.1?} ({})", plane.server, started.elapsed(), plane.dir.display());
+        eprintln!(
+            "control plane {KUBERNETES_VERSION} ready at {} in {:.1?} ({})",
+            plane.server,
+            started.elapsed(),
+            plane.dir.display()
+        );
         Ok(plane)
     }
 
@@ -401,7 +410,8 @@ impl ControlPlane {
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client());
         let labels: serde_json::Map<String, serde_json::Value> =
             labels.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
-        let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
+        let object =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}});
         let namespace = serde_json::from_value(object).expect("a Namespace");
         match self.block_on(namespaces.create(&PostParams::default(), &namespace)) {
             Ok(_) => {}

@@ -18,7 +18,8 @@ pub struct Network {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip").args(args).output().map_err(|e| format!("ip {args:?}: {e} (is iproute2 installed?)"))?;
+    let output =
+        Command::new("ip").args(args).output().map_err(|e| format!("ip {args:?}: {e} (is iproute2 installed?)"))?;
     if output.status.success() {
         Ok(())
     } else {
@@ -84,7 +85,8 @@ impl Network {
 /// watchdog could clean up, or a machine where it was itself killed).
 fn remove_stale() {
     let alive = |pid: &str| std::path::Path::new("/proc").join(pid).exists();
-    let list = Command::new("ip").args(["netns", "list"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let list =
+        Command::new("ip").args(["netns", "list"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     for name in list.unwrap_or_default().lines().filter_map(|l| l.split_whitespace().next()) {
         if let Some(pid) = name.strip_prefix("berth-e2e-").and_then(|rest| rest.split('-').next()) {
             if !alive(pid) {

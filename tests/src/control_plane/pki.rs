@@ -37,9 +37,15 @@ impl Pki {
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
 
         let mut serving = CertificateParams::new(
-            ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ]
+            .map(String::from)
+            .to_vec(),
         )?;
         for address in [IpAddr::V4(host), IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1))] {
             serving.subject_alt_names.push(SanType::IpAddress(address));

@@ -4,8 +4,8 @@
 
 use super::berth::{SETTLE, fixture_chart};
 use super::{ControlPlane, Helm, cluster, repo};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -39,7 +39,10 @@ impl Set {
         for entry in std::fs::read_dir(&dir).expect("reviews").flatten() {
             let review: Value = serde_json::from_slice(&std::fs::read(entry.path()).expect("review")).expect("JSON");
             let request = &review["request"];
-            if request["operation"] != "CREATE" || request["dryRun"] == true || request.get("subResource").is_some_and(|s| !s.is_null()) {
+            if request["operation"] != "CREATE"
+                || request["dryRun"] == true
+                || request.get("subResource").is_some_and(|s| !s.is_null())
+            {
                 continue;
             }
             match request["kind"]["kind"].as_str() {
@@ -59,7 +62,19 @@ impl Set {
         plane.block_on(cluster::ensure_volumes(&plane.client(), 16)).expect("volumes");
         let chart = fixture_chart(self.dir, charts);
         let pods = Pods::watch(plane, self.namespace);
-        plane.helm_ok(helm, &["install", self.release, &chart.display().to_string(), "-n", self.namespace, "--create-namespace", "--timeout", "10m"]);
+        plane.helm_ok(
+            helm,
+            &[
+                "install",
+                self.release,
+                &chart.display().to_string(),
+                "-n",
+                self.namespace,
+                "--create-namespace",
+                "--timeout",
+                "10m",
+            ],
+        );
         pods
     }
 
@@ -73,8 +88,10 @@ impl Set {
         let mut last = Vec::new();
         let mut all_created = None;
         let settled = plane.wait_for(&format!("{} to settle", self.dir), SETTLE, || {
-            let (Ok(p), Ok(c)) = (plane.block_on(pods.list(&ListParams::default())), plane.block_on(claims.list(&ListParams::default())))
-            else {
+            let (Ok(p), Ok(c)) = (
+                plane.block_on(pods.list(&ListParams::default())),
+                plane.block_on(claims.list(&ListParams::default())),
+            ) else {
                 return false;
             };
             let created = seen.count();

@@ -216,7 +216,11 @@ pub async fn answer(
         return write(&shared, request).await;
     }
     if request.method() != hyper::Method::GET {
-        return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the stand-in API serves GET, and writes only Events");
+        return failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the stand-in API serves GET, and writes only Events",
+        );
     }
     let target = match route(&shared.store.lock().expect("store lock"), request.uri().path()) {
         Ok(target) => target,
@@ -261,7 +265,8 @@ async fn write(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>) ->
     };
     let resource = shared.store.lock().expect("store lock").resource(target.resource).clone();
     let Some(namespace) = target.namespace.clone().filter(|_| {
-        (resource.group.as_str(), resource.version.as_str()) == events::GROUP_VERSION && resource.plural == events::PLURAL
+        (resource.group.as_str(), resource.version.as_str()) == events::GROUP_VERSION
+            && resource.plural == events::PLURAL
     }) else {
         let message = "the stand-in API writes only events.k8s.io/v1 Events, in a namespace";
         return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message);
@@ -305,12 +310,16 @@ async fn write(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>) ->
             events::merge(&mut after, &body);
             after["metadata"]["name"] = json!(name);
             after["metadata"]["namespace"] = json!(namespace);
-            if let Err(errors) = events::validate_update(&events::as_written(&before), &events::as_written(&after), &namespace) {
+            if let Err(errors) =
+                events::validate_update(&events::as_written(&before), &events::as_written(&after), &namespace)
+            {
                 return invalid(&name, errors);
             }
             (StatusCode::OK, store.apply(after))
         }
-        _ => return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "POST to a collection, PATCH an object"),
+        _ => {
+            return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "POST to a collection, PATCH an object");
+        }
     };
     match stored {
         Ok((_, stored)) => {

@@ -67,7 +67,10 @@ fn audit_records(plane: &ControlPlane) -> Vec<Value> {
 fn assert_denied_by_berth(output: &Output, image: &str) {
     let text = stderr(output);
     assert!(!output.status.success(), "admitted: {}", String::from_utf8_lossy(&output.stdout));
-    assert!(text.contains("admission webhook") && text.contains("berth") && text.contains("denied the request"), "{text}");
+    assert!(
+        text.contains("admission webhook") && text.contains("berth") && text.contains("denied the request"),
+        "{text}"
+    );
     assert!(text.contains(image), "berth's message names the image: {text}");
 }
 
@@ -79,10 +82,16 @@ fn kubectl_set_image_and_debug_are_rewritten_or_denied_with_berths_message() {
     let created = create(plane, ns, &pulsar_pod("broker", "apachepulsar/pulsar:2.7.4"), &[]);
     assert!(created.status.success(), "{}", stderr(&created));
     wait_running(plane, ns, "broker");
-    assert_eq!(stored(plane, ns, "broker").expect("pod")["spec"]["containers"][0]["image"], "harbor.example.com/library/apachepulsar/pulsar:2.7.4");
+    assert_eq!(
+        stored(plane, ns, "broker").expect("pod")["spec"]["containers"][0]["image"],
+        "harbor.example.com/library/apachepulsar/pulsar:2.7.4"
+    );
 
     plane.kubectl_ok(&["set", "image", "-n", ns, "pod/broker", "main=apachepulsar/pulsar:2.7.5"]);
-    assert_eq!(stored(plane, ns, "broker").expect("pod")["spec"]["containers"][0]["image"], "harbor.example.com/library/apachepulsar/pulsar:2.7.5");
+    assert_eq!(
+        stored(plane, ns, "broker").expect("pod")["spec"]["containers"][0]["image"],
+        "harbor.example.com/library/apachepulsar/pulsar:2.7.5"
+    );
     let refused = plane.kubectl(&["set", "image", "-n", ns, "pod/broker", "main=quay.io/evil/pulsar:1"]);
     assert_denied_by_berth(&refused, "quay.io/evil/pulsar:1");
 
@@ -90,13 +99,19 @@ fn kubectl_set_image_and_debug_are_rewritten_or_denied_with_berths_message() {
     plane.kubectl_ok(&["debug", "-n", ns, "broker", "--image=busybox:1.36", "-c", "debugger"]);
     let debugged = stored(plane, ns, "broker").expect("pod");
     // Docker Hub's official images keep their `library/` (deploy/policies/pulsar.yaml).
-    assert_eq!(debugged["spec"]["ephemeralContainers"][0]["image"], "harbor.example.com/library/library/busybox:1.36", "{debugged}");
+    assert_eq!(
+        debugged["spec"]["ephemeralContainers"][0]["image"], "harbor.example.com/library/library/busybox:1.36",
+        "{debugged}"
+    );
     let refused_debug = plane.kubectl(&["debug", "-n", ns, "broker", "--image=quay.io/evil/tools:1", "-c", "evil"]);
     assert_denied_by_berth(&refused_debug, "quay.io/evil/tools:1");
 
     let records = audit_records(plane);
-    for (image, sub_resource) in [("quay.io/evil/pulsar:1", None), ("quay.io/evil/tools:1", Some("ephemeralcontainers"))] {
-        let found = records.iter().find(|r| r["namespace"] == ns && r["message"].as_str().is_some_and(|m| m.contains(image)));
+    for (image, sub_resource) in
+        [("quay.io/evil/pulsar:1", None), ("quay.io/evil/tools:1", Some("ephemeralcontainers"))]
+    {
+        let found =
+            records.iter().find(|r| r["namespace"] == ns && r["message"].as_str().is_some_and(|m| m.contains(image)));
         let record = found.unwrap_or_else(|| panic!("no audit record of {image} in {records:?}"));
         assert_eq!(record["user"], "kubernetes-admin", "{record}");
         assert_eq!(record["operation"], "UPDATE", "{record}");
@@ -109,7 +124,8 @@ fn a_server_side_dry_run_is_answered_audited_as_dry_run_and_nothing_is_stored() 
     let (plane, _berth) = Berth::shared();
     let ns = "contract-dry-run";
     plane.namespace(ns, &[OPT_IN]);
-    let answered = create(plane, ns, &pulsar_pod("dry", "apachepulsar/pulsar:2.7.4"), &["--dry-run=server", "-o", "json"]);
+    let answered =
+        create(plane, ns, &pulsar_pod("dry", "apachepulsar/pulsar:2.7.4"), &["--dry-run=server", "-o", "json"]);
     assert!(answered.status.success(), "{}", stderr(&answered));
     let object: Value = serde_json::from_slice(&answered.stdout).expect("kubectl prints the object");
     assert_eq!(object["spec"]["containers"][0]["image"], "harbor.example.com/library/apachepulsar/pulsar:2.7.4");
@@ -117,7 +133,10 @@ fn a_server_side_dry_run_is_answered_audited_as_dry_run_and_nothing_is_stored() 
     assert_denied_by_berth(&refused, "quay.io/evil/pulsar:1");
     assert!(stored(plane, ns, "dry").is_none() && stored(plane, ns, "dry-evil").is_none(), "a dry run stored a pod");
     let records = audit_records(plane);
-    let record = records.iter().find(|r| r["namespace"] == ns && r["name"] == "dry-evil").unwrap_or_else(|| panic!("no record: {records:?}"));
+    let record = records
+        .iter()
+        .find(|r| r["namespace"] == ns && r["name"] == "dry-evil")
+        .unwrap_or_else(|| panic!("no record: {records:?}"));
     assert_eq!(record["dryRun"], true, "{record}");
 }
 
@@ -158,8 +177,13 @@ fn berth_is_reinvoked_after_another_webhook_adds_a_container() {
     assert!(sidecar.calls() > 0, "the sidecar webhook was never called");
     plane.kubectl_ok(&["delete", "mutatingwebhookconfiguration", "zz-e2e-sidecar"]);
     let pod = stored_pod.expect("a pod");
-    let images: Vec<&str> = pod["spec"]["containers"].as_array().expect("containers").iter().filter_map(|c| c["image"].as_str()).collect();
-    assert_eq!(images, ["harbor.example.com/library/apachepulsar/pulsar:2.7.4", "harbor.example.com/library/fluent/fluent-bit:3.0"], "{pod}");
+    let images: Vec<&str> =
+        pod["spec"]["containers"].as_array().expect("containers").iter().filter_map(|c| c["image"].as_str()).collect();
+    assert_eq!(
+        images,
+        ["harbor.example.com/library/apachepulsar/pulsar:2.7.4", "harbor.example.com/library/fluent/fluent-bit:3.0"],
+        "{pod}"
+    );
 }
 
 /// With berth scaled to nothing, `failurePolicy: Fail` refuses a Pulsar
@@ -175,7 +199,9 @@ fn berth_down_refuses_pulsar_pods_but_not_its_own_namespace_or_kube_system() {
     let refused = create(plane, ns, &pulsar_pod("refused", "apachepulsar/pulsar:2.7.4"), &[]);
     let own: Vec<(&str, Output)> = [BERTH_NAMESPACE, "kube-system"]
         .into_iter()
-        .map(|namespace| (namespace, create(plane, namespace, &pulsar_pod("while-berth-is-down", "apachepulsar/pulsar:2.7.4"), &[])))
+        .map(|namespace| {
+            (namespace, create(plane, namespace, &pulsar_pod("while-berth-is-down", "apachepulsar/pulsar:2.7.4"), &[]))
+        })
         .collect();
     scale(plane, 2);
     let text = stderr(&refused);
@@ -193,7 +219,9 @@ fn scale(plane: &ControlPlane, replicas: u32) {
         let pods: Api<Pod> = Api::namespaced(plane.client(), BERTH_NAMESPACE);
         let params = ListParams::default().labels("app.kubernetes.io/name=berth");
         plane
-            .wait_for("berth's pods gone", Duration::from_secs(120), || plane.block_on(pods.list(&params)).is_ok_and(|l| l.items.is_empty()))
+            .wait_for("berth's pods gone", Duration::from_secs(120), || {
+                plane.block_on(pods.list(&params)).is_ok_and(|l| l.items.is_empty())
+            })
             .expect("berth scaled down");
     } else {
         plane.kubectl_ok(&["rollout", "status", "statefulset/berth", "-n", BERTH_NAMESPACE, "--timeout=300s"]);
@@ -233,7 +261,10 @@ mod sidecar {
             .with_safe_default_protocol_versions()
             .expect("protocols")
             .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
             .expect("tls config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = plane.block_on(tokio::net::TcpListener::bind((host, 0))).expect("bind");
@@ -250,10 +281,14 @@ mod sidecar {
                         async move {
                             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             counter.fetch_add(1, Ordering::SeqCst);
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(answer(&body).to_string()))))
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                                answer(&body).to_string(),
+                            ))))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
@@ -263,7 +298,9 @@ mod sidecar {
     fn answer(body: &[u8]) -> Value {
         let review: Value = serde_json::from_slice(body).unwrap_or_default();
         let request = &review["request"];
-        let has = request["object"]["spec"]["containers"].as_array().is_some_and(|c| c.iter().any(|c| c["name"] == "sidecar"));
+        let has = request["object"]["spec"]["containers"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "sidecar"));
         let mut response = json!({"uid": request["uid"], "allowed": true});
         if !has {
             let patch = json!([{"op": "add", "path": "/spec/containers/-", "value": {"name": "sidecar", "image": "fluent/fluent-bit:3.0"}}]);
@@ -273,7 +310,6 @@ mod sidecar {
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
     }
 }
-
 
 /// A Job whose pods carry no chart label (chart 2.7's init Jobs): only its
 /// owner says it is Pulsar's.
@@ -288,11 +324,16 @@ fn unlabelled_job(name: &str) -> Value {
 fn job_pods(plane: &ControlPlane, namespace: &str, job: &str) -> Vec<Value> {
     let pods: Api<Pod> = Api::namespaced(plane.client(), namespace);
     let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
-    plane.block_on(pods.list(&params)).map(|l| l.items.iter().map(|p| serde_json::to_value(p).expect("json")).collect()).unwrap_or_default()
+    plane
+        .block_on(pods.list(&params))
+        .map(|l| l.items.iter().map(|p| serde_json::to_value(p).expect("json")).collect())
+        .unwrap_or_default()
 }
 
 fn tolerates(pod: &Value, app: &str) -> bool {
-    pod["spec"]["tolerations"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "dedicated" && t["value"] == app))
+    pod["spec"]["tolerations"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["key"] == "dedicated" && t["value"] == app))
 }
 
 /// berth down while a Job is created (its pods are refused, the Job
@@ -325,8 +366,16 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
             .wait_for(&format!("{job}'s pod"), Duration::from_secs(240), || !job_pods(plane, ns, &job).is_empty())
             .unwrap_or_else(|e| panic!("{e}\n{}", plane.kubectl_ok(&["describe", "job", "-n", ns, &job])));
         for pod in job_pods(plane, ns, &job) {
-            assert!(tolerates(&pod, "pulsar"), "streaming {streaming}: the Job's pod was not matched by its owner: {}", pod["spec"]);
-            assert!(pod["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.starts_with("harbor.example.com/")), "{}", pod["spec"]);
+            assert!(
+                tolerates(&pod, "pulsar"),
+                "streaming {streaming}: the Job's pod was not matched by its owner: {}",
+                pod["spec"]
+            );
+            assert!(
+                pod["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.starts_with("harbor.example.com/")),
+                "{}",
+                pod["spec"]
+            );
         }
         // berth's replicas say how they last listed Jobs; in the streaming
         // round, kube-apiserver's count of watch lists of jobs says it
@@ -335,12 +384,21 @@ fn after_a_restart_berth_matches_the_pods_of_a_job_created_while_it_was_down() {
         let mode = if streaming { "streaming" } else { "paged" };
         for replica in ["pod-berth-0", "pod-berth-1"] {
             let log = plane.log_of(replica);
-            let last = log.lines().rev().find(|l| l.contains("cache synced from the Kubernetes API") && l.contains(r#""what":"jobs""#));
-            assert!(last.is_some_and(|l| l.contains(&format!(r#""list":"{mode}""#))), "{replica} last listed jobs: {last:?}");
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("cache synced from the Kubernetes API") && l.contains(r#""what":"jobs""#));
+            assert!(
+                last.is_some_and(|l| l.contains(&format!(r#""list":"{mode}""#))),
+                "{replica} last listed jobs: {last:?}"
+            );
         }
         if streaming {
             let after = watch_lists_of_jobs(plane);
-            assert!(after > watch_lists_before, "no watch list of jobs reached kube-apiserver ({watch_lists_before} before, {after} after)");
+            assert!(
+                after > watch_lists_before,
+                "no watch list of jobs reached kube-apiserver ({watch_lists_before} before, {after} after)"
+            );
         }
     }
     upgrade_berth(plane, &["--set", "serve.ownerCache.streamingList=false"]);
@@ -353,7 +411,9 @@ fn watch_lists_of_jobs(plane: &ControlPlane) -> u64 {
     let metrics = plane.kubectl_ok(&["get", "--raw", "/metrics"]);
     metrics
         .lines()
-        .filter(|line| line.starts_with("apiserver_watch_list_duration_seconds_count{") && line.contains(r#"resource="jobs""#))
+        .filter(|line| {
+            line.starts_with("apiserver_watch_list_duration_seconds_count{") && line.contains(r#"resource="jobs""#)
+        })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -390,13 +450,18 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
             let mut results = Vec::new();
             let mut index = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let object: Pod = serde_json::from_value(pulsar_pod(&format!("during-{index}"), "apachepulsar/pulsar:2.7.4")).expect("pod");
+                let object: Pod =
+                    serde_json::from_value(pulsar_pod(&format!("during-{index}"), "apachepulsar/pulsar:2.7.4"))
+                        .expect("pod");
                 let sent = std::time::Instant::now();
                 let result = plane.block_on(pods.create(&kube::api::PostParams::default(), &object));
-                results.push((sent, result.map(|p| {
-                    let secrets = p.spec.and_then(|s| s.image_pull_secrets).unwrap_or_default();
-                    secrets.into_iter().map(|s| s.name).collect::<Vec<_>>()
-                })));
+                results.push((
+                    sent,
+                    result.map(|p| {
+                        let secrets = p.spec.and_then(|s| s.image_pull_secrets).unwrap_or_default();
+                        secrets.into_iter().map(|s| s.name).collect::<Vec<_>>()
+                    }),
+                ));
                 index += 1;
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -413,15 +478,30 @@ fn helm_upgrade_of_the_policy_reaches_new_pods_and_no_admission_fails_meanwhile(
     upgrade_berth(plane, &["--set", "policies.pullSecret=regsecret"]);
     restore.disarm();
     let failures: Vec<String> = results.iter().filter_map(|(_, r)| r.as_ref().err()).map(ToString::to_string).collect();
-    assert!(failures.is_empty(), "{} of {} admissions failed during the upgrade: {failures:?}", failures.len(), results.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} admissions failed during the upgrade: {failures:?}",
+        failures.len(),
+        results.len()
+    );
     let secrets = |after: bool| -> Vec<&Vec<String>> {
-        results.iter().filter(|(sent, _)| (*sent > both_reloaded) == after).filter_map(|(_, r)| r.as_ref().ok()).collect()
+        results
+            .iter()
+            .filter(|(sent, _)| (*sent > both_reloaded) == after)
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .collect()
     };
     let (before, after) = (secrets(false), secrets(true));
     assert!(!after.is_empty(), "no pod was created after the reload");
     assert!(after.iter().all(|s| s.contains(&"regsecret-v2".to_string())), "after the reload: {after:?}");
-    assert!(before.iter().all(|s| s.contains(&"regsecret".to_string()) || s.contains(&"regsecret-v2".to_string())), "{before:?}");
-    assert!(before.first().is_some_and(|s| s.contains(&"regsecret".to_string())), "the first pod had the old Secret: {before:?}");
+    assert!(
+        before.iter().all(|s| s.contains(&"regsecret".to_string()) || s.contains(&"regsecret-v2".to_string())),
+        "{before:?}"
+    );
+    assert!(
+        before.first().is_some_and(|s| s.contains(&"regsecret".to_string())),
+        "the first pod had the old Secret: {before:?}"
+    );
 }
 
 /// `policies.kafka.helmReleases`: a release whose labels no rule knows is
@@ -448,9 +528,13 @@ fn a_release_named_in_helm_releases_is_placed_whatever_its_labels() {
         .expect("berth reloaded the upgraded values");
     let chart = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(chart.path().join("templates")).expect("chart");
-    std::fs::write(chart.path().join("Chart.yaml"), "apiVersion: v2\nname: confluent\nversion: 1.0.0\n").expect("Chart.yaml");
+    std::fs::write(chart.path().join("Chart.yaml"), "apiVersion: v2\nname: confluent\nversion: 1.0.0\n")
+        .expect("Chart.yaml");
     std::fs::write(chart.path().join("templates/workloads.yaml"), OTHER_LABELS_CHART).expect("template");
-    plane.helm_ok(berth_e2e::control_plane::Helm::V3, &["install", "confluent", &chart.path().display().to_string(), "-n", ns]);
+    plane.helm_ok(
+        berth_e2e::control_plane::Helm::V3,
+        &["install", "confluent", &chart.path().display().to_string(), "-n", ns],
+    );
     let pods: Api<Pod> = Api::namespaced(plane.client(), ns);
     let settled = plane.wait_for("confluent's pods", Duration::from_secs(240), || {
         plane.block_on(pods.list(&ListParams::default())).is_ok_and(|l| {

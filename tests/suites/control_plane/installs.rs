@@ -75,7 +75,13 @@ fn install_and_check(plane: &ControlPlane, helm: Helm, set: &Set) -> String {
         .claims
         .iter()
         .filter(|c| c.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()) != Some(LOCAL_STORAGE))
-        .map(|c| format!("claim {}: class {:?}", c.metadata.name.clone().unwrap_or_default(), c.spec.as_ref().and_then(|s| s.storage_class_name.clone())))
+        .map(|c| {
+            format!(
+                "claim {}: class {:?}",
+                c.metadata.name.clone().unwrap_or_default(),
+                c.spec.as_ref().and_then(|s| s.storage_class_name.clone())
+            )
+        })
         .collect();
     let right = installed.pods.len() - installed.pods.iter().filter(|p| !misplaced(p, set.app).is_empty()).count();
     let row = format!(
@@ -86,8 +92,19 @@ fn install_and_check(plane: &ControlPlane, helm: Helm, set: &Set) -> String {
         installed.pods.len() - right
     );
     eprintln!("{row}");
-    assert_eq!((installed.pods.len(), installed.claims.len()), want, "{}: pods and claims against the fixture's reviews", set.dir);
-    assert!(wrong.is_empty() && classes.is_empty(), "{} with {helm:?}:\n{}\n{}", set.dir, wrong.join("\n"), classes.join("\n"));
+    assert_eq!(
+        (installed.pods.len(), installed.claims.len()),
+        want,
+        "{}: pods and claims against the fixture's reviews",
+        set.dir
+    );
+    assert!(
+        wrong.is_empty() && classes.is_empty(),
+        "{} with {helm:?}:\n{}\n{}",
+        set.dir,
+        wrong.join("\n"),
+        classes.join("\n")
+    );
     set.uninstall(plane, helm);
     row
 }
@@ -123,7 +140,12 @@ fn ensure_pod_monitor_crd(plane: &ControlPlane) {
     let file = plane.dir.join("podmonitor-crd.json");
     std::fs::write(&file, crd).expect("crd file");
     plane.kubectl_ok(&["apply", "-f", &file.display().to_string()]);
-    plane.kubectl_ok(&["wait", "--for=condition=Established", "crd/podmonitors.monitoring.coreos.com", "--timeout=60s"]);
+    plane.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/podmonitors.monitoring.coreos.com",
+        "--timeout=60s",
+    ]);
 }
 
 /// The control, shown once: the seed's Kafka without berth (its namespace
@@ -151,8 +173,15 @@ fn without_berth_the_seeds_kafka_is_not_placed() {
         .wait_for("the control's pods to settle", SETTLE, || {
             let Ok(listed) = plane.block_on(pods.list(&ListParams::default())) else { return false };
             let settled = !listed.items.is_empty()
-                && listed.items.iter().all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) || unschedulable(p));
-            let names: Vec<String> = listed.items.iter().map(|p| format!("{:?}{:?}", p.metadata.name, p.spec.as_ref().map(|s| &s.node_name))).collect();
+                && listed
+                    .items
+                    .iter()
+                    .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) || unschedulable(p));
+            let names: Vec<String> = listed
+                .items
+                .iter()
+                .map(|p| format!("{:?}{:?}", p.metadata.name, p.spec.as_ref().map(|s| &s.node_name)))
+                .collect();
             if !settled || names != last {
                 (last, since) = (names, std::time::Instant::now());
             }
@@ -175,6 +204,7 @@ fn without_berth_the_seeds_kafka_is_not_placed() {
 
 fn unschedulable(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-        c.iter().any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        c.iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
     })
 }

@@ -640,7 +640,10 @@ mod tests {
             uid: uid.into(),
         };
         let found = cluster.cached_controller("ns", &rs("4a1f0000-0000-4000-8000-00000000002a")).unwrap();
-        assert_eq!((found.kind, &*found.name, found.uid.to_string().as_str()), (OwnerKind::Deployment, "Deployment-owner", "d-uid"));
+        assert_eq!(
+            (found.kind, &*found.name, found.uid.to_string().as_str()),
+            (OwnerKind::Deployment, "Deployment-owner", "d-uid")
+        );
         assert!(cluster.cached_controller("other", &rs("4a1f0000-0000-4000-8000-00000000002a")).is_none());
         assert!(cluster.cached_controller("ns", &rs("not-in-memory")).is_none());
         assert!(Cluster::no_api().cached_controller("ns", &rs("4a1f0000-0000-4000-8000-00000000002a")).is_none());

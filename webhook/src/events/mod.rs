@@ -130,7 +130,6 @@ impl Denial {
         let reason = if failed { REASON_FAILED } else { REASON_DENIED };
         Self { regarding, related, reason, note: bounded_note(message), name_hint, at: SystemTime::now() }
     }
-
 }
 
 /// What to regard for an object whose controller is `owner`: the owner,
@@ -227,7 +226,11 @@ pub struct EventStats {
 
 impl EventStats {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("event_writes", "Writes of Events to the Kubernetes API, by verb and result", self.writes.clone());
+        registry.register(
+            "event_writes",
+            "Writes of Events to the Kubernetes API, by verb and result",
+            self.writes.clone(),
+        );
         registry.register(
             "events_dropped",
             "Denials whose Event, or whose count in one, was never written, by reason",
@@ -281,7 +284,13 @@ impl Events {
     /// there is nothing to explain). Never waits: with the queue full the
     /// denial is dropped and counted.
     /// `failed`: no policy said no; a failure refused the object.
-    pub fn denied(&self, request: &AdmissionRequest, response: &AdmissionResponse, failed: bool, cluster: Option<&Cluster>) {
+    pub fn denied(
+        &self,
+        request: &AdmissionRequest,
+        response: &AdmissionResponse,
+        failed: bool,
+        cluster: Option<&Cluster>,
+    ) {
         let Some(queue) = &self.queue else { return };
         if response.allowed || request.is_dry_run() {
             return;
@@ -394,12 +403,16 @@ mod tests {
     fn a_failure_refusing_the_object_is_a_policy_error() {
         let object = pod("bookie-0", Some(("apps/v1", "StatefulSet", "bookie")));
         assert_eq!(Denial::new(&request("CREATE", object.clone()), false, "no", None).reason, REASON_DENIED);
-        assert_eq!(Denial::new(&request("CREATE", object), true, "policy p failed (timeout)", None).reason, REASON_FAILED);
+        assert_eq!(
+            Denial::new(&request("CREATE", object), true, "policy p failed (timeout)", None).reason,
+            REASON_FAILED
+        );
     }
 
     #[test]
     fn a_cluster_scoped_objects_event_goes_in_default() {
-        let mut request = request("CREATE", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
+        let mut request =
+            request("CREATE", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
         // As the apiserver sends it: the namespace's own name.
         request.namespace = Some("x".into());
         request.kind.kind = "Namespace".into();

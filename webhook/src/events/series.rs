@@ -321,7 +321,8 @@ impl Aggregator {
         self.expired_at = now;
         let failing_since = self.failing_since;
         let Limits { idle, give_up, .. } = self.limits;
-        let given_up = |since: Instant| failing_since.is_some_and(|failing| now.duration_since(since.max(failing)) >= give_up);
+        let given_up =
+            |since: Instant| failing_since.is_some_and(|failing| now.duration_since(since.max(failing)) >= give_up);
         let mut dropped = 0_u64;
         self.entries.retain(|_, entry| {
             if entry.in_flight {

@@ -204,7 +204,12 @@ impl ArtifactCache {
             // Only berth's own entries are ever removed: the directory may
             // be shared (`--cache-dir /tmp`), and another program's file
             // counts toward the limit but is never deleted.
-            files.push(Entry { path, bytes: disk_usage(&meta), used, evictable: !tmp && is_entry(&name.to_string_lossy()) });
+            files.push(Entry {
+                path,
+                bytes: disk_usage(&meta),
+                used,
+                evictable: !tmp && is_entry(&name.to_string_lossy()),
+            });
         }
         let in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let kept: u64 = files.iter().filter(|file| !file.evictable).map(|file| file.bytes).sum();

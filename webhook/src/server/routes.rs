@@ -123,8 +123,14 @@ async fn review(app: Arc<App>, endpoint: Endpoint, peer: Peer, request: Request)
             "denied"
         );
         // After the audit record: queued for a background task, never waited on.
-        let said_no = admitted.outcomes.iter().any(|o| matches!(o.result, crate::admission::PolicyResult::Denied { .. }));
-        app.events.denied(&admitted.request, &response, !said_no, app.policies.load().as_ref().map(|set| set.cluster()));
+        let said_no =
+            admitted.outcomes.iter().any(|o| matches!(o.result, crate::admission::PolicyResult::Denied { .. }));
+        app.events.denied(
+            &admitted.request,
+            &response,
+            !said_no,
+            app.policies.load().as_ref().map(|set| set.cluster()),
+        );
     }
     app.metrics.request(endpoint, outcome, started.elapsed());
     match serde_json::to_vec(&response.into_review()) {
