@@ -318,7 +318,11 @@ async fn write(shared: &Arc<Shared>, request: Request<hyper::body::Incoming>) ->
             (StatusCode::OK, store.apply(after))
         }
         _ => {
-            return failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "POST to a collection, PATCH an object");
+            return failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "POST to a collection, PATCH an object",
+            );
         }
     };
     match stored {
