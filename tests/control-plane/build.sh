@@ -9,6 +9,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 dest=${1:-$repo/.ci/bin}
 mkdir -p "$dest"
+# Absolute: each build runs from its module's directory.
+dest=$(cd "$dest" && pwd)
 export GOMODCACHE="$repo/.ci/go/mod" GOCACHE="$repo/.ci/go/cache" GOFLAGS="-modcacherw -trimpath"
 # Go's telemetry counters and settings go under the user's config directory.
 export XDG_CONFIG_HOME="$repo/.ci/go/config"
