@@ -73,7 +73,7 @@ fn warm_instances_answer_exactly_as_fresh_ones() {
         // Calls that found a warm instance: calls made minus instances made
         // (each plugin counted once, however many policies share it).
         let mut plugins: Vec<_> = warm.policies().iter().map(|p| p.plugin.clone()).collect();
-        plugins.sort_by_key(|p| std::sync::Arc::as_ptr(p));
+        plugins.sort_by_key(std::sync::Arc::as_ptr);
         plugins.dedup_by(|a, b| std::sync::Arc::ptr_eq(a, b));
         let instances: u64 = plugins.iter().map(|p| p.instantiations()).sum();
         reused += calls.saturating_sub(instances);

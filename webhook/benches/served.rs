@@ -82,6 +82,9 @@ impl Served {
             audit_log: Some(dir.join("audit.log")),
             require_pinned: false,
             kube: None,
+            owner_cache: Default::default(),
+            // No API to write Events to.
+            events: false,
         };
         // As `berth serve` builds its runtime (cli/serve.rs).
         std::thread::spawn(move || {

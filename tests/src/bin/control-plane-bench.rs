@@ -195,7 +195,7 @@ fn median(values: &[Duration]) -> Duration {
     sorted.sort();
     let middle = sorted.len() / 2;
     // An even count: the mean of the middle two.
-    if sorted.len() % 2 == 0 { (sorted[middle - 1] + sorted[middle]) / 2 } else { sorted[middle] }
+    if sorted.len().is_multiple_of(2) { (sorted[middle - 1] + sorted[middle]) / 2 } else { sorted[middle] }
 }
 
 /// A cumulative histogram: upper bounds and counts, as Prometheus exposes it.

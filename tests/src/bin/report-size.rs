@@ -111,7 +111,7 @@ fn write_log(path: &Path, n: usize, objects: bool) -> anyhow::Result<u64> {
         if objects {
             // The record's own closing brace, then the object as its last field.
             out.write_all(&text.as_bytes()[..text.len() - 1])?;
-            write!(out, ",\"object\":{}}}\n", texts[i % pods.len()])?;
+            writeln!(out, ",\"object\":{}}}", texts[i % pods.len()])?;
         } else {
             writeln!(out, "{text}")?;
         }

@@ -189,10 +189,10 @@ impl Kubelet {
         let (Some(name), Some(namespace)) = (pod.metadata.name, pod.metadata.namespace) else { return };
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let params = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
-        if let Err(e) = pods.delete(&name, &params).await {
-            if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                eprintln!("kubelet: force-delete {namespace}/{name}: {e}");
-            }
+        if let Err(e) = pods.delete(&name, &params).await
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404)
+        {
+            eprintln!("kubelet: force-delete {namespace}/{name}: {e}");
         }
     }
 

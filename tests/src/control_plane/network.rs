@@ -88,19 +88,19 @@ fn remove_stale() {
     let list =
         Command::new("ip").args(["netns", "list"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     for name in list.unwrap_or_default().lines().filter_map(|l| l.split_whitespace().next()) {
-        if let Some(pid) = name.strip_prefix("berth-e2e-").and_then(|rest| rest.split('-').next()) {
-            if !alive(pid) {
-                let _ = ip(&["netns", "del", name]);
-            }
+        if let Some(pid) = name.strip_prefix("berth-e2e-").and_then(|rest| rest.split('-').next())
+            && !alive(pid)
+        {
+            let _ = ip(&["netns", "del", name]);
         }
     }
     let links = Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output();
     let links = links.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     for name in links.lines().filter_map(|l| l.split(':').nth(1)).map(str::trim) {
-        if let Some(pid) = name.strip_prefix("berth-br") {
-            if !alive(pid) {
-                let _ = ip(&["link", "del", name]);
-            }
+        if let Some(pid) = name.strip_prefix("berth-br")
+            && !alive(pid)
+        {
+            let _ = ip(&["link", "del", name]);
         }
     }
 }

@@ -110,8 +110,10 @@ pub struct Write {
     pub last_observed: SystemTime,
 }
 
-/// What the aggregator wants next.
+/// What the aggregator wants next. Returned, never stored: the size of
+/// `Write` costs nothing here.
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Next {
     Write(Write),
     /// Nothing can be written before then (an interval, the bucket, a
@@ -385,6 +387,17 @@ mod tests {
         }
     }
 
+    /// An aggregator whose one Event ("bookie", "no") the API has stored;
+    /// the create, and the time it was made.
+    fn one_event_created() -> (Aggregator, Write, Instant) {
+        let t0 = Instant::now();
+        let mut series = Aggregator::new(Limits::default(), t0);
+        series.observe(denial("bookie", "no", 0), t0);
+        let create = write(series.next(t0, false));
+        series.settle(&create, Outcome::Stored, t0);
+        (series, create, t0)
+    }
+
     fn write(next: Next) -> Write {
         match next {
             Next::Write(write) => write,
@@ -469,11 +482,7 @@ mod tests {
 
     #[test]
     fn a_flush_writes_what_waits_without_waiting_for_the_interval() {
-        let t0 = Instant::now();
-        let mut series = Aggregator::new(Limits::default(), t0);
-        series.observe(denial("bookie", "no", 0), t0);
-        let create = write(series.next(t0, false));
-        series.settle(&create, Outcome::Stored, t0);
+        let (mut series, _, t0) = one_event_created();
         series.observe(denial("bookie", "no", 0), t0);
         assert!(matches!(series.next(t0, false), Next::Wait(_)));
         assert_eq!(write(series.next(t0, true)).count, 2);
@@ -497,11 +506,7 @@ mod tests {
 
     #[test]
     fn an_event_whose_ttl_ran_out_is_created_again_with_its_count() {
-        let t0 = Instant::now();
-        let mut series = Aggregator::new(Limits::default(), t0);
-        series.observe(denial("bookie", "no", 0), t0);
-        let create = write(series.next(t0, false));
-        series.settle(&create, Outcome::Stored, t0);
+        let (mut series, create, t0) = one_event_created();
         series.observe(denial("bookie", "no", 0), t0);
         let t1 = t0 + Duration::from_secs(10);
         let patch = write(series.next(t1, false));
@@ -568,11 +573,7 @@ mod tests {
 
     #[test]
     fn a_created_event_given_up_on_keeps_its_name_for_the_next_denial() {
-        let t0 = Instant::now();
-        let mut series = Aggregator::new(Limits::default(), t0);
-        series.observe(denial("bookie", "no", 0), t0);
-        let create = write(series.next(t0, false));
-        series.settle(&create, Outcome::Stored, t0);
+        let (mut series, create, t0) = one_event_created();
         series.observe(denial("bookie", "no", 0), t0);
         let t1 = t0 + Limits::default().interval;
         let patch = write(series.next(t1, false));
@@ -586,11 +587,7 @@ mod tests {
 
     #[test]
     fn written_events_are_forgotten_once_idle() {
-        let t0 = Instant::now();
-        let mut series = Aggregator::new(Limits::default(), t0);
-        series.observe(denial("bookie", "no", 0), t0);
-        let create = write(series.next(t0, false));
-        series.settle(&create, Outcome::Stored, t0);
+        let (mut series, _, t0) = one_event_created();
         assert_eq!(series.expire(t0 + Duration::from_secs(60)), 0);
         assert_eq!(series.observe(denial("bookie", "no", 0), t0 + Duration::from_secs(60)), Observed::Resumed);
         let patch = write(series.next(t0 + Duration::from_secs(60), false));

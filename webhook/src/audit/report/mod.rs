@@ -425,7 +425,7 @@ impl Table {
                 _ => -1,
             };
             let kind = if record.kind.kind.is_empty() { &record.resource.resource } else { &record.kind.kind };
-            let operation = serde_json::to_value(&record.operation).ok();
+            let operation = serde_json::to_value(record.operation).ok();
             rows.push(Row(
                 since_epoch.as_millis() as u64,
                 since_epoch.subsec_nanos() % 1_000_000,
